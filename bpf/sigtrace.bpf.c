@@ -1,0 +1,570 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * sigtrace kernel side: records ids and the kernel's own verdict for each
+ * signal; user space names processes and containers and classifies.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "sigtrace.h"
+
+#define SIGKILL 9
+#define SIGNAL_GROUP_EXIT 0x00000004
+#define SIGNAL_UNKILLABLE 0x00000040
+#define PF_EXITING 0x00000004
+#define SI_USER 0
+#define SI_KERNEL 0x80
+#define MAX_PIDNS_LEVEL 32
+
+/* Settings, fixed before load. Bit (sig - 1) of sig_mask selects sig. */
+const volatile __u64 sig_mask = 0;
+const volatile bool filter_pids = false;
+const volatile bool filter_cgroups = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+/* Records that found the ring buffer full; user space reports the deltas. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* tgids or tids: a signal matches when its sender or target is listed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_filter SEC(".maps");
+
+/* cgroup ids (v2, or a v1 pids-controller cgroup). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+struct inflight {
+	__u64 seq;
+	__s32 nr;
+	__s32 sig;
+	__s32 req_pid;
+	__s32 req_tid;
+	__u32 count;
+	__u32 sys_flags;
+};
+
+/* A kill-family syscall in progress, by tid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+/* Processes that took part in a traced signal: their exit is reported. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u64); /* 1: took part in a signal, 2: OOM victim */
+} tracked SEC(".maps");
+
+__u64 syscall_seq = 0;
+
+/* Unused: keeps the record types in the object's BTF, where the layout test reads them. */
+struct st_generate *_btf_generate __attribute__((unused));
+struct st_deliver *_btf_deliver __attribute__((unused));
+struct st_syscall *_btf_syscall __attribute__((unused));
+struct st_exit *_btf_exit __attribute__((unused));
+struct st_oom *_btf_oom __attribute__((unused));
+
+static __always_inline bool sig_wanted(int sig)
+{
+	if (sig < 1 || sig > 64)
+		return false;
+	return sig_mask & (1ULL << (sig - 1));
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+	if (n)
+		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline u64 kn_id(struct cgroup *cg)
+{
+	return BPF_CORE_READ(cg, kn, id);
+}
+
+static __always_inline u64 task_cgroup_v2(struct task_struct *t)
+{
+	return kn_id(BPF_CORE_READ(t, cgroups, dfl_cgrp));
+}
+
+static __always_inline u64 task_cgroup_v1(struct task_struct *t)
+{
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, pids_cgrp_id))
+		return 0;
+	int idx = bpf_core_enum_value(enum cgroup_subsys_id, pids_cgrp_id);
+
+	if (idx < 0 || idx >= 12)
+		return 0;
+	struct css_set *cs = BPF_CORE_READ(t, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+
+	bpf_core_read(&css, sizeof(css), &cs->subsys[idx]);
+	if (!css)
+		return 0;
+	return kn_id(BPF_CORE_READ(css, cgroup));
+}
+
+/* The pid's number in the deepest (its own) namespace, and that namespace. */
+static __always_inline int pid_in_own_ns(struct pid *pid, u32 *inum)
+{
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	if (level >= MAX_PIDNS_LEVEL)
+		return 0;
+	unsigned long addr = (unsigned long)pid + bpf_core_field_offset(struct pid, numbers) +
+			     level * bpf_core_type_size(struct upid);
+	bpf_probe_read_kernel(&up, sizeof(up), (void *)addr);
+	if (inum)
+		*inum = BPF_CORE_READ(up.ns, ns.inum);
+	return up.nr;
+}
+
+static __always_inline struct pid_namespace *task_pidns(struct task_struct *t)
+{
+	struct pid *pid = BPF_CORE_READ(t, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	if (level >= MAX_PIDNS_LEVEL)
+		return NULL;
+	unsigned long addr = (unsigned long)pid + bpf_core_field_offset(struct pid, numbers) +
+			     level * bpf_core_type_size(struct upid);
+	bpf_probe_read_kernel(&up, sizeof(up), (void *)addr);
+	return up.ns;
+}
+
+static __always_inline void fill_task(struct st_task *out, struct task_struct *t)
+{
+	out->pid = BPF_CORE_READ(t, tgid);
+	out->tid = BPF_CORE_READ(t, pid);
+	out->ns_tid = pid_in_own_ns(BPF_CORE_READ(t, thread_pid), &out->pidns_inum);
+	out->ns_pid = pid_in_own_ns(BPF_CORE_READ(t, group_leader, thread_pid), NULL);
+	out->uid = BPF_CORE_READ(t, cred, uid.val);
+	out->cgroup_id = task_cgroup_v2(t);
+	out->cgroup_v1_id = task_cgroup_v1(t);
+	bpf_probe_read_kernel_str(out->comm, sizeof(out->comm), t->comm);
+}
+
+static __always_inline bool pid_listed(u32 id)
+{
+	return bpf_map_lookup_elem(&pid_filter, &id) != NULL;
+}
+
+static __always_inline bool cgroup_listed(u64 id)
+{
+	return id && bpf_map_lookup_elem(&cgroup_filter, &id) != NULL;
+}
+
+static __always_inline bool task_matches(struct task_struct *t)
+{
+	if (filter_pids) {
+		if (!pid_listed(BPF_CORE_READ(t, tgid)) && !pid_listed(BPF_CORE_READ(t, pid)))
+			return false;
+	}
+	if (filter_cgroups) {
+		if (!cgroup_listed(task_cgroup_v2(t)) && !cgroup_listed(task_cgroup_v1(t)))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool any_filter(void)
+{
+	return filter_pids || filter_cgroups;
+}
+
+static __always_inline u32 handler_of(struct task_struct *t, int sig)
+{
+	unsigned long h = 0;
+
+	if (sig < 1 || sig > 64)
+		return ST_HANDLER_DFL;
+	struct sighand_struct *sh = BPF_CORE_READ(t, sighand);
+
+	bpf_core_read(&h, sizeof(h), &sh->action[(sig - 1) & 63].sa.sa_handler);
+	if (h == 0)
+		return ST_HANDLER_DFL;
+	if (h == 1)
+		return ST_HANDLER_IGN;
+	return ST_HANDLER_FUNC;
+}
+
+static __always_inline void read_info(struct kernel_siginfo *info, s32 *code, s32 *si_errno,
+				      s32 *si_pid, u32 *si_uid, u32 *kind)
+{
+	unsigned long v = (unsigned long)info;
+
+	if (v == 0) { /* SEND_SIG_NOINFO: the kernel fills SI_USER from current */
+		*kind = ST_INFO_NOINFO;
+		*code = SI_USER;
+		return;
+	}
+	if (v == 1) { /* SEND_SIG_PRIV */
+		*kind = ST_INFO_PRIV;
+		*code = SI_KERNEL;
+		return;
+	}
+	*kind = ST_INFO_PTR;
+	*code = BPF_CORE_READ(info, si_code);
+	*si_errno = BPF_CORE_READ(info, si_errno);
+	*si_pid = BPF_CORE_READ(info, _sifields._kill._pid);
+	*si_uid = BPF_CORE_READ(info, _sifields._kill._uid);
+}
+
+static __always_inline void track(u32 tgid, u64 bits)
+{
+	u64 *v = bpf_map_lookup_elem(&tracked, &tgid);
+
+	if (v) {
+		if ((*v & bits) != bits)
+			__sync_fetch_and_or(v, bits);
+		return;
+	}
+	bpf_map_update_elem(&tracked, &tgid, &bits, BPF_ANY);
+}
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_struct *task,
+	     int group, int result)
+{
+	if (!sig_wanted(sig))
+		return 0;
+
+	struct task_struct *cur = bpf_get_current_task_btf();
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
+
+	if (call && call->sig == sig)
+		call->count += 1;
+	else
+		call = NULL;
+
+	if (any_filter() && !task_matches(cur) && !task_matches(task))
+		return 0;
+
+	struct st_generate *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.kind = ST_KIND_GENERATE;
+	e->hdr.cpu = bpf_get_smp_processor_id();
+	e->sig = sig;
+	e->group = group;
+	e->result = result;
+	read_info(info, &e->code, &e->si_errno, &e->si_pid, &e->si_uid, &e->info_kind);
+	e->handler = handler_of(task, sig);
+
+	u32 flags = 0;
+	unsigned int sflags = BPF_CORE_READ(task, signal, flags);
+
+	if (sflags & SIGNAL_UNKILLABLE)
+		flags |= ST_F_UNKILLABLE;
+	unsigned long blocked = BPF_CORE_READ(task, blocked.sig[0]);
+
+	if (blocked & (1UL << ((sig - 1) & 63)))
+		flags |= ST_F_BLOCKED;
+	if (BPF_CORE_READ(task, ptrace))
+		flags |= ST_F_PTRACED;
+	if (call) {
+		flags |= ST_F_SYSCALL;
+		e->syscall_seq = call->seq;
+	}
+	if (BPF_CORE_READ(cur, flags) & PF_EXITING) {
+		struct pid_namespace *ns = task_pidns(task);
+
+		if (ns && BPF_CORE_READ(ns, child_reaper) == cur)
+			flags |= ST_F_TEARDOWN;
+	}
+	e->flags = flags;
+	fill_task(&e->sender, cur);
+	fill_task(&e->target, task);
+	bpf_ringbuf_submit(e, 0);
+	track(BPF_CORE_READ(task, tgid), 1);
+	return 0;
+}
+
+SEC("tp_btf/signal_deliver")
+int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	unsigned int sflags = BPF_CORE_READ(cur, signal, flags);
+	int gcode = BPF_CORE_READ(cur, signal, group_exit_code);
+	int effective = sig;
+
+	/* A default-fatal signal becomes a group exit that get_signal() reports as SIGKILL. */
+	if (sig == SIGKILL && (sflags & SIGNAL_GROUP_EXIT)) {
+		/* exit_group() tears the other threads down the same way: no signal was sent. */
+		if (!(gcode & 0x7f))
+			return 0;
+		effective = gcode & 0x7f;
+	}
+	if (!sig_wanted(effective) && !sig_wanted(sig))
+		return 0;
+	if (any_filter() && !task_matches(cur))
+		return 0;
+
+	struct st_deliver *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.kind = ST_KIND_DELIVER;
+	e->hdr.cpu = bpf_get_smp_processor_id();
+	e->sig = sig;
+	s32 si_errno = 0;
+	u32 si_uid = 0;
+
+	read_info(info, &e->code, &si_errno, &e->si_pid, &si_uid, &e->info_kind);
+	unsigned long h = (unsigned long)BPF_CORE_READ(ka, sa.sa_handler);
+
+	e->handler = h == 0 ? ST_HANDLER_DFL : (h == 1 ? ST_HANDLER_IGN : ST_HANDLER_FUNC);
+	e->group_exit_code = gcode;
+	u32 flags = 0;
+
+	if (sflags & SIGNAL_UNKILLABLE)
+		flags |= ST_F_UNKILLABLE;
+	if (sflags & SIGNAL_GROUP_EXIT)
+		flags |= ST_F_GROUP_EXIT;
+	e->flags = flags;
+	fill_task(&e->task, cur);
+	bpf_ringbuf_submit(e, 0);
+	track(BPF_CORE_READ(cur, tgid), 1);
+	return 0;
+}
+
+static __always_inline int syscall_enter(s32 nr, s32 sig, s32 req_pid, s32 req_tid, u32 sys_flags)
+{
+	if (!sig_wanted(sig))
+		return 0;
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct inflight call = {
+		.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1,
+		.nr = nr,
+		.sig = sig,
+		.req_pid = req_pid,
+		.req_tid = req_tid,
+		.sys_flags = sys_flags,
+	};
+
+	bpf_map_update_elem(&inflight, &tid, &call, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int syscall_exit(long ret)
+{
+	u32 tid = (u32)bpf_get_current_pid_tgid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
+
+	if (!call)
+		return 0;
+	struct task_struct *cur = bpf_get_current_task_btf();
+
+	/* A call that generated nothing we kept (a failure, say) is kept if its sender matches. */
+	if (call->count == 0 && any_filter() && !task_matches(cur)) {
+		if (!filter_pids || !(call->req_pid > 0 && pid_listed(call->req_pid)))
+			goto out;
+	}
+	struct st_syscall *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		goto out;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.kind = ST_KIND_SYSCALL;
+	e->hdr.cpu = bpf_get_smp_processor_id();
+	e->seq = call->seq;
+	e->ret = ret;
+	e->nr = call->nr;
+	e->sig = call->sig;
+	e->req_pid = call->req_pid;
+	e->req_tid = call->req_tid;
+	e->count = call->count;
+	e->sys_flags = call->sys_flags;
+	fill_task(&e->sender, cur);
+	bpf_ringbuf_submit(e, 0);
+out:
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+#define ARG(ctx, i) ((ctx)->args[i])
+
+SEC("tracepoint/syscalls/sys_enter_kill")
+int enter_kill(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_KILL, (s32)ARG(ctx, 1), (s32)ARG(ctx, 0), 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_tkill")
+int enter_tkill(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_TKILL, (s32)ARG(ctx, 1), (s32)ARG(ctx, 0), (s32)ARG(ctx, 0), 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_tgkill")
+int enter_tgkill(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_TGKILL, (s32)ARG(ctx, 2), (s32)ARG(ctx, 0), (s32)ARG(ctx, 1), 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pidfd_send_signal")
+int enter_pidfd_send_signal(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)ARG(ctx, 1), (s32)ARG(ctx, 0), 0,
+			     (u32)ARG(ctx, 3));
+}
+
+SEC("tracepoint/syscalls/sys_enter_rt_sigqueueinfo")
+int enter_rt_sigqueueinfo(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)ARG(ctx, 1), (s32)ARG(ctx, 0), 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_rt_tgsigqueueinfo")
+int enter_rt_tgsigqueueinfo(struct trace_event_raw_sys_enter *ctx)
+{
+	return syscall_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)ARG(ctx, 2), (s32)ARG(ctx, 0),
+			     (s32)ARG(ctx, 1), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_kill")
+int exit_kill(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_tkill")
+int exit_tkill(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_tgkill")
+int exit_tgkill(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_pidfd_send_signal")
+int exit_pidfd_send_signal(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_rt_sigqueueinfo")
+int exit_rt_sigqueueinfo(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_rt_tgsigqueueinfo")
+int exit_rt_tgsigqueueinfo(struct trace_event_raw_sys_exit *ctx)
+{
+	return syscall_exit(ctx->ret);
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *task)
+{
+	/* Only the last thread: signal->live has already been decremented. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	u32 tgid = BPF_CORE_READ(task, tgid);
+	u64 *bits = bpf_map_lookup_elem(&tracked, &tgid);
+	u32 flags = 0;
+
+	if (!bits) {
+		if (!any_filter() || !task_matches(task))
+			return 0;
+	} else if (*bits & 2) {
+		flags |= ST_F_OOM_VICTIM;
+	}
+
+	struct st_exit *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		goto out;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.kind = ST_KIND_EXIT;
+	e->hdr.cpu = bpf_get_smp_processor_id();
+	unsigned int sflags = BPF_CORE_READ(task, signal, flags);
+	int code = BPF_CORE_READ(task, exit_code);
+
+	if (sflags & SIGNAL_GROUP_EXIT)
+		code = BPF_CORE_READ(task, signal, group_exit_code);
+	e->exit_code = code;
+	if (code & 0x80)
+		flags |= ST_F_CORE_DUMPED;
+	e->flags = flags;
+	fill_task(&e->task, task);
+	bpf_ringbuf_submit(e, 0);
+out:
+	if (bits)
+		bpf_map_delete_elem(&tracked, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(handle_oom, struct task_struct *task)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+
+	if (any_filter() && !task_matches(task))
+		return 0;
+	track(BPF_CORE_READ(task, tgid), 2);
+
+	struct st_oom *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_lost();
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.kind = ST_KIND_OOM;
+	e->hdr.cpu = bpf_get_smp_processor_id();
+	fill_task(&e->victim, task);
+	fill_task(&e->trigger, cur);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,3 @@
+from sigtrace.cli import main
+
+main()

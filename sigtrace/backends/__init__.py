@@ -1,0 +1,93 @@
+"""Backends: each loads its probes and hands over the same wire records.
+
+`select` resolves `auto` to the first backend whose probes pass and says why the ones
+before it could not run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from sigtrace import wire
+from sigtrace.config import TraceConfig
+from sigtrace.errors import SigtraceError, UsageError
+
+Emit = Callable[[wire.Record], None]
+
+
+class Backend(ABC):
+    name: str = ""
+
+    def __init__(self, config: TraceConfig) -> None:
+        self.config = config
+
+    @classmethod
+    @abstractmethod
+    def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
+        """(what, ok, detail) for each requirement; all ok means it can run."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Load and attach: tracing is live when this returns."""
+
+    @abstractmethod
+    def poll(self, timeout_ms: int, emit: Emit) -> int:
+        """Hand over what arrived within timeout_ms; returns how many records."""
+
+    @abstractmethod
+    def lost_total(self) -> int:
+        """Records the kernel could not hand over since open()."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Detach everything; safe to call twice."""
+
+    def cannot_see(self) -> list[str]:
+        return []
+
+
+def registry() -> dict[str, type[Backend]]:
+    from sigtrace.backends.core import CoreBackend
+
+    return {"core": CoreBackend}
+
+
+AUTO_ORDER = ("core", "bcc", "tracefs", "ptrace")
+
+
+def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
+    """The backend class to run and one line saying why."""
+    backends = registry()
+    if name != "auto":
+        if name not in backends:
+            raise UsageError(f"unknown backend {name!r} (have: {', '.join(backends)})")
+        return backends[name], f"backend {name}: chosen with --backend"
+    skipped = []
+    first_error: SigtraceError | None = None
+    for cand in AUTO_ORDER:
+        cls = backends.get(cand)
+        if cls is None:
+            continue
+        failed = [f"{what}: {detail}" for what, ok, detail in cls.probe(config) if not ok]
+        if not failed:
+            why = f"backend {cand}: all probes passed"
+            if skipped:
+                why += "; skipped " + "; ".join(skipped)
+            return cls, why
+        skipped.append(f"{cand} ({failed[0]})")
+        if first_error is None:
+            first_error = error_for(failed[0])
+    assert first_error is not None
+    first_error.message = "no backend can run here: " + "; ".join(skipped)
+    raise first_error
+
+
+def error_for(detail: str) -> SigtraceError:
+    from sigtrace.errors import KernelFeatureError, LibraryError, PrivilegeError
+
+    if "root" in detail or "CAP_" in detail:
+        return PrivilegeError(detail)
+    if "libbpf" in detail or "module" in detail:
+        return LibraryError(detail)
+    return KernelFeatureError(detail)

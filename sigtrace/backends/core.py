@@ -1,0 +1,155 @@
+"""The default backend: the compiled CO-RE object loaded through the system libbpf.
+
+No compiler and no kernel headers at run time: libbpf relocates the object against the
+running kernel's BTF. Optional hooks (syscall tracepoints, oom:mark_victim) are switched
+off when the kernel lacks them, and listed in the start record as what this run can't see.
+"""
+
+from __future__ import annotations
+
+import struct
+from importlib import resources
+
+from sigtrace import features, signals, wire
+from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.config import TraceConfig
+from sigtrace.errors import BackendError
+from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
+
+SYSCALL_PROGS = (
+    "kill",
+    "tkill",
+    "tgkill",
+    "pidfd_send_signal",
+    "rt_sigqueueinfo",
+    "rt_tgsigqueueinfo",
+)
+
+
+def object_path() -> str:
+    return str(resources.files("sigtrace") / "data" / "sigtrace.bpf.o")
+
+
+class CoreBackend(Backend):
+    name = "core"
+
+    @classmethod
+    def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
+        out = []
+        b = features.btf(config.sys_root)
+        out.append(("btf", b.ok, b.detail))
+        lib = find_library()
+        out.append(("libbpf", lib is not None, lib or "libbpf 1.x not found (install libbpf1)"))
+        p = features.bpf_privileges(config.proc_root)
+        out.append(("privileges", p.ok, p.detail))
+        try:
+            resources.files("sigtrace").joinpath("data/sigtrace.bpf.o").is_file()
+            out.append(("object", True, object_path()))
+        except OSError as exc:  # pragma: no cover - broken install
+            out.append(("object", False, str(exc)))
+        return out
+
+    def __init__(self, config: TraceConfig) -> None:
+        super().__init__(config)
+        self.obj: BpfObject | None = None
+        self.rb: RingBuffer | None = None
+        self._missing: list[str] = []
+        self._emit: Emit | None = None
+        self._count = 0
+
+    def open(self) -> None:
+        for _what, ok, detail in self.probe(self.config):
+            if not ok:
+                raise error_for(detail)
+        lib = Libbpf(verbose=self.config.verbose)
+        obj = BpfObject(lib, object_path())
+        self.obj = obj
+        try:
+            self._configure(lib, obj)
+            obj.load()
+            self._fill_filters(obj)
+            obj.attach_all()
+            self.rb = RingBuffer(lib, obj.map_fd("events"), self._on_record)
+        except BaseException:
+            self.close()
+            raise
+
+    def _configure(self, lib: Libbpf, obj: BpfObject) -> None:
+        cfg = self.config
+        obj.set_rodata(
+            {
+                "sig_mask": signals.mask_of(cfg.signals),
+                "filter_pids": int(bool(cfg.pids)),
+                "filter_cgroups": int(bool(cfg.cgroup_ids)),
+            }
+        )
+        obj.set_max_entries("events", _pow2_pages(cfg.ringbuf_bytes))
+        syscalls_ok = features.tracepoint("syscalls", "sys_enter_kill", cfg.sys_root, mount=True).ok
+        has_oom = lib.kernel_btf_has("btf_trace_mark_victim")
+        for name, prog in obj.programs():
+            if not syscalls_ok and (name.startswith("enter_") or name.startswith("exit_")):
+                obj.disable(prog)
+            elif name.startswith(("enter_", "exit_")):
+                sc = name.split("_", 1)[1]
+                if not features.tracepoint("syscalls", f"sys_enter_{sc}", cfg.sys_root).ok:
+                    obj.disable(prog)
+                    self._missing.append(f"syscall {sc} (no tracepoint)")
+            elif name == "handle_oom" and not has_oom:
+                obj.disable(prog)
+                self._missing.append("OOM victims (no oom:mark_victim)")
+        if not syscalls_ok:
+            self._missing.append(
+                "kill-family syscalls (no syscall tracepoints): no fan-out counts, "
+                "no EPERM/ESRCH failures"
+            )
+
+    def _fill_filters(self, obj: BpfObject) -> None:
+        one = b"\x01"
+        for pid in self.config.pids:
+            obj.update("pid_filter", struct.pack("=I", pid), one)
+        for cg in self.config.cgroup_ids:
+            obj.update("cgroup_filter", struct.pack("=Q", cg), one)
+
+    def _on_record(self, data: bytes) -> None:
+        self._count += 1
+        assert self._emit is not None
+        self._emit(wire.decode(data))
+
+    def poll(self, timeout_ms: int, emit: Emit) -> int:
+        if self.rb is None:
+            raise BackendError("backend is not open")
+        self._emit = emit
+        before = self._count
+        self.rb.poll(timeout_ms)
+        return self._count - before
+
+    def drain(self, emit: Emit) -> int:
+        """Everything already in the buffer, without waiting (used at shutdown)."""
+        if self.rb is None:
+            return 0
+        self._emit = emit
+        before = self._count
+        self.rb.consume()
+        return self._count - before
+
+    def lost_total(self) -> int:
+        return self.obj.percpu_u64_sum("lost") if self.obj else 0
+
+    def cannot_see(self) -> list[str]:
+        return list(self._missing)
+
+    def close(self) -> None:
+        if self.rb is not None:
+            self.rb.close()
+            self.rb = None
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+
+
+def _pow2_pages(n: int) -> int:
+    """Ring buffers are a power of two pages."""
+    size = 4096
+    while size < n:
+        size <<= 1
+    return size

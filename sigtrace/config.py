@@ -1,0 +1,27 @@
+"""What to trace: the settings every backend takes. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sigtrace import signals
+
+
+@dataclass(frozen=True)
+class TraceConfig:
+    signals: frozenset[int] = frozenset(signals.DEFAULT_SIGNALS)
+    pids: tuple[int, ...] = ()
+    cgroup_ids: tuple[int, ...] = ()
+    ringbuf_bytes: int = 4 << 20
+    verbose: bool = False
+    # Where the host's files are: a DaemonSet mounts them elsewhere.
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    extra: dict = field(default_factory=dict)
+
+    def filters(self) -> dict:
+        return {
+            "signals": [signals.name(s) for s in sorted(self.signals)],
+            "pids": list(self.pids),
+            "cgroup_ids": list(self.cgroup_ids),
+        }

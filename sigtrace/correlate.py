@@ -1,0 +1,199 @@
+"""Turns the kernel side's records into sigtrace.v1 output records. Pure.
+
+It joins the signals one kill-family syscall generated into one fan-out (the syscall's
+record comes after them, from the same thread, so they wait for it), reports a syscall
+that failed before generating anything, and classifies every record. Naming a process
+(cmdline, container) is the injected `describe`: the edges read /proc, tests do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sigtrace import SCHEMA, signals, wire
+from sigtrace.classify import (
+    HANDLER_NAMES,
+    RESULT_NAMES,
+    action_of,
+    exit_status,
+    failed_outcome,
+    is_fanout_request,
+    outcome_of,
+    scope_of_generate,
+    scope_of_syscall,
+)
+
+Out = dict[str, Any]
+# describe(task, role) -> the process object; role is "sender", "target" or "process".
+Describe = Callable[[wire.Task, str], dict]
+# How long signals wait for their syscall's record before going out without it.
+SYSCALL_WAIT_NS = 1_000_000_000
+
+
+def basic_process(task: wire.Task, role: str = "process") -> dict:
+    return {
+        "pid": task.pid,
+        "tid": task.tid,
+        "ns_pid": task.ns_pid,
+        "comm": task.comm,
+        "pid1": task.ns_pid == 1,
+        "uid": task.uid,
+    }
+
+
+class Correlator:
+    def __init__(self, time_of: Callable[[int], str], describe: Describe = basic_process) -> None:
+        self.time_of = time_of
+        self.describe = describe
+        # syscall seq -> generate records waiting for their syscall's record
+        self._waiting: dict[int, list[wire.Generate]] = {}
+        # (ts_ns, record) ready but held until nothing older can still come
+        self._hold: list[tuple[int, Out]] = []
+        self.counts: dict[str, int] = {}
+
+    def _base(self, kind: str, ts_ns: int) -> Out:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return {"schema": SCHEMA, "type": kind, "time": self.time_of(ts_ns)}
+
+    def feed(self, rec: wire.Record) -> list[Out]:
+        """Output records now ready, in time order."""
+        if isinstance(rec, wire.Generate) and rec.flags & wire.F_SYSCALL:
+            self._waiting.setdefault(rec.syscall_seq, []).append(rec)
+            return []
+        if isinstance(rec, wire.Syscall):
+            self._hold.extend(self._syscall(rec))
+        elif isinstance(rec, wire.Generate):
+            self._hold.append((rec.ts_ns, self._signal(rec, None, None)))
+        elif isinstance(rec, wire.Deliver):
+            self._hold.append((rec.ts_ns, self._deliver(rec)))
+        elif isinstance(rec, wire.Exit):
+            self._hold.append((rec.ts_ns, self._exit(rec)))
+        else:
+            self._hold.append((rec.ts_ns, self._oom(rec)))
+        return self._release()
+
+    def _release(self) -> list[Out]:
+        """Records older than every signal still waiting for its syscall, sorted by time.
+
+        The ring buffer orders records by reservation, so a delivery on one CPU can come
+        before the syscall that sent it finished on another; holding back keeps the story
+        in order (text) and costs nothing when no syscall is in flight.
+        """
+        if not self._hold:
+            return []
+        if self._waiting:
+            mark = min(gens[0].ts_ns for gens in self._waiting.values())
+            ready = [h for h in self._hold if h[0] < mark]
+            if not ready:
+                return []
+            self._hold = [h for h in self._hold if h[0] >= mark]
+        else:
+            ready, self._hold = self._hold, []
+        ready.sort(key=lambda h: h[0])
+        return [out for _, out in ready]
+
+    def flush(self, now_ns: int | None = None) -> list[Out]:
+        """Signals whose syscall record is overdue (or all, at the end) go out without it."""
+        for seq in list(self._waiting):
+            gens = self._waiting[seq]
+            if now_ns is None or now_ns - gens[0].ts_ns > SYSCALL_WAIT_NS:
+                del self._waiting[seq]
+                self._hold.extend((g.ts_ns, self._signal(g, None, None)) for g in gens)
+        return self._release()
+
+    def lost(self, count: int, ts_ns: int) -> Out:
+        out = self._base("lost", ts_ns)
+        out["count"] = count
+        return out
+
+    def _syscall(self, sc: wire.Syscall) -> list[tuple[int, Out]]:
+        gens = self._waiting.pop(sc.seq, [])
+        if not gens:
+            return [(sc.ts_ns, self._failed(sc))] if sc.ret < 0 else []
+        fanout = None
+        if is_fanout_request(sc.nr, sc.req_pid, sc.sys_flags):
+            fanout = {"id": sc.seq, "count": sc.count, "requested": sc.req_pid}
+        return [(g.ts_ns, self._signal(g, sc, fanout)) for g in gens]
+
+    def _signal(self, g: wire.Generate, sc: wire.Syscall | None, fanout: dict | None) -> Out:
+        oc = outcome_of(g.sig, g.result, g.handler, g.flags)
+        out = self._base("signal", g.ts_ns)
+        out["signal"] = signals.name(g.sig)
+        out["signo"] = g.sig
+        out["code"] = signals.code_name(g.sig, g.code)
+        out["sender"] = self.describe(g.sender, "sender")
+        out["target"] = self.describe(g.target, "target")
+        out["outcome"] = oc.outcome
+        out["reason"] = oc.reason
+        if sc is not None:
+            out["scope"] = scope_of_syscall(sc.nr, sc.req_pid, sc.sys_flags)
+        else:
+            out["scope"] = scope_of_generate(g.flags, g.group)
+        out["fanout"] = fanout
+        out["syscall"] = wire.SYSCALL_NAMES[sc.nr] if sc is not None else None
+        out["result"] = RESULT_NAMES.get(g.result, str(g.result))
+        out["target_state"] = {
+            "handler": HANDLER_NAMES.get(g.handler, "?"),
+            "blocked": bool(g.flags & wire.F_BLOCKED),
+            "unkillable": bool(g.flags & wire.F_UNKILLABLE),
+            "ptraced": bool(g.flags & wire.F_PTRACED),
+        }
+        out["si_pid"] = g.si_pid if g.info_kind == wire.INFO_PTR else None
+        return out
+
+    def _failed(self, sc: wire.Syscall) -> Out:
+        oc = failed_outcome(sc.ret)
+        out = self._base("signal", sc.ts_ns)
+        out["signal"] = signals.name(sc.sig)
+        out["signo"] = sc.sig
+        out["code"] = "SI_TKILL" if sc.nr in (wire.SYS_TKILL, wire.SYS_TGKILL) else "SI_USER"
+        out["sender"] = self.describe(sc.sender, "sender")
+        if sc.nr == wire.SYS_PIDFD_SEND_SIGNAL:
+            target = {"pid": None, "tid": None, "ns_pid": None, "comm": None, "pidfd": sc.req_pid}
+        else:
+            tid = sc.req_tid or (sc.req_pid if sc.nr == wire.SYS_TKILL else None)
+            target = {
+                "pid": sc.req_pid if sc.nr != wire.SYS_TKILL else None,
+                "tid": tid,
+                "ns_pid": None,
+                "comm": None,
+            }
+        out["target"] = target
+        out["outcome"] = oc.outcome
+        out["reason"] = oc.reason
+        out["scope"] = scope_of_syscall(sc.nr, sc.req_pid, sc.sys_flags)
+        fan = is_fanout_request(sc.nr, sc.req_pid, sc.sys_flags)
+        out["fanout"] = {"id": sc.seq, "count": 0, "requested": sc.req_pid} if fan else None
+        out["syscall"] = wire.SYSCALL_NAMES.get(sc.nr, str(sc.nr))
+        out["result"] = None
+        out["target_state"] = None
+        out["si_pid"] = None
+        return out
+
+    def _deliver(self, d: wire.Deliver) -> Out:
+        act = action_of(d.sig, d.handler, d.flags, d.group_exit_code)
+        out = self._base("deliver", d.ts_ns)
+        out["signal"] = signals.name(act.signo)
+        out["signo"] = act.signo
+        out["code"] = signals.code_name(act.signo, d.code) if act.reported_as is None else None
+        out["target"] = self.describe(d.task, "target")
+        out["action"] = act.action
+        out["reported_as"] = signals.name(act.reported_as) if act.reported_as else None
+        return out
+
+    def _exit(self, e: wire.Exit) -> Out:
+        st = exit_status(e.exit_code)
+        out = self._base("exit", e.ts_ns)
+        out["process"] = self.describe(e.task, "process")
+        out["exit_code"] = st.exit_code
+        out["signal"] = signals.name(st.signo) if st.signo else None
+        out["core_dumped"] = st.core_dumped
+        out["oom"] = bool(e.flags & wire.F_OOM_VICTIM)
+        return out
+
+    def _oom(self, o: wire.Oom) -> Out:
+        out = self._base("oom", o.ts_ns)
+        out["victim"] = self.describe(o.victim, "target")
+        out["trigger"] = self.describe(o.trigger, "sender")
+        return out

@@ -1,0 +1,63 @@
+"""The project's own exceptions, each with the exit code the CLI returns for it.
+
+Raised at the edges (kernel, /proc, runtimes); the CLI prints `sigtrace: <message>`
+on one line and exits with `code`. Never a traceback for bad input or a missing feature.
+"""
+
+from __future__ import annotations
+
+
+class SigtraceError(Exception):
+    code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(SigtraceError):
+    """Bad input on the command line (unknown signal name, bad pid)."""
+
+    code = 2
+
+
+class PrivilegeError(SigtraceError):
+    """Not root, or lacking CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN."""
+
+    code = 3
+
+
+class KernelFeatureError(SigtraceError):
+    """The kernel lacks what the backend needs (BTF, BPF, a tracepoint)."""
+
+    code = 4
+
+
+class LibraryError(SigtraceError):
+    """A system library the backend needs is missing (libbpf, BCC)."""
+
+    code = 5
+
+
+class BackendError(SigtraceError):
+    """The backend failed while loading or tracing."""
+
+    code = 6
+
+
+class ContainerNotFound(SigtraceError):
+    """A --container/--pod that matches nothing (or too much)."""
+
+    code = 7
+
+
+class RuntimeUnavailable(SigtraceError):
+    """A container runtime's socket is absent or not answering."""
+
+    code = 8
+
+
+class ProcessGone(SigtraceError):
+    """The process exited between being named and being read."""
+
+    code = 9

@@ -1,0 +1,76 @@
+"""Reading /proc, with the root configurable (a DaemonSet sees the host's /proc under a mount).
+
+OS errors are mapped once here: a process that is gone reads as None, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from sigtrace import wire
+from sigtrace.correlate import basic_process
+
+CMDLINE_MAX = 4096
+
+
+class Procfs:
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+
+    def read(self, pid: int, name: str) -> bytes | None:
+        try:
+            with open(os.path.join(self.root, str(pid), name), "rb") as f:
+                return f.read(CMDLINE_MAX + 1 if name == "cmdline" else 65536)
+        except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
+            return None
+
+    def cmdline(self, pid: int) -> str | None:
+        raw = self.read(pid, "cmdline")
+        if not raw:
+            return None  # gone, or a kernel thread / zombie (empty cmdline)
+        raw = raw[:CMDLINE_MAX].rstrip(b"\0")
+        return raw.replace(b"\0", b" ").decode("utf-8", "backslashreplace")
+
+    def status(self, pid: int) -> dict[str, str] | None:
+        raw = self.read(pid, "status")
+        if raw is None:
+            return None
+        out = {}
+        for line in raw.decode("utf-8", "backslashreplace").splitlines():
+            key, _, value = line.partition(":")
+            out[key] = value.strip()
+        return out
+
+
+class ProcessDescriber:
+    """`describe` for the correlator: the recorded ids plus the target's cmdline.
+
+    The cmdline is read once per process, when it is first seen (later, a dying process's
+    cmdline is empty), and forgotten when it exits.
+    """
+
+    def __init__(self, procfs: Procfs, max_cached: int = 8192) -> None:
+        self.procfs = procfs
+        self._cmdlines: OrderedDict[int, str | None] = OrderedDict()
+        self.max_cached = max_cached
+
+    def cmdline(self, pid: int) -> str | None:
+        try:
+            return self._cmdlines[pid]
+        except KeyError:
+            pass
+        value = self.procfs.cmdline(pid)
+        self._cmdlines[pid] = value
+        if len(self._cmdlines) > self.max_cached:
+            self._cmdlines.popitem(last=False)
+        return value
+
+    def forget(self, pid: int) -> None:
+        self._cmdlines.pop(pid, None)
+
+    def __call__(self, task: wire.Task, role: str) -> dict:
+        out = basic_process(task, role)
+        if role != "sender":
+            out["cmdline"] = self.cmdline(task.pid)
+        return out

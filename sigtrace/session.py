@@ -1,0 +1,117 @@
+"""One tracing run: backend → decode → describe → correlate → writer, until told to stop.
+
+SIGTERM and SIGINT end it gracefully: stop polling, drain what the kernel already handed
+over, flush the correlator, report lost records, write the stop record, detach.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from sigtrace import SCHEMA, __version__, features, wire
+from sigtrace.backends import Backend
+from sigtrace.correlate import Correlator
+from sigtrace.output import Writer
+from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.timefmt import Clock
+
+POLL_MS = 100
+
+
+class Session:
+    def __init__(
+        self,
+        backend: Backend,
+        writer: Writer,
+        why: str = "",
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.writer = writer
+        self.why = why
+        self.clock = Clock()
+        self.describer = ProcessDescriber(Procfs(backend.config.proc_root))
+        self.correlator = Correlator(self.clock.iso, self.describer)
+        self.stopping = False
+        self.lost_reported = 0
+        self.on_ready = on_ready
+
+    def stop(self, *_args: object) -> None:
+        self.stopping = True
+
+    def _emit(self, rec: wire.Record) -> None:
+        for out in self.correlator.feed(rec):
+            self.writer.write(out)
+        if isinstance(rec, wire.Exit):
+            self.describer.forget(rec.task.pid)
+
+    def _check_lost(self) -> None:
+        total = self.backend.lost_total()
+        if total > self.lost_reported:
+            self.writer.write(self.correlator.lost(total - self.lost_reported, time.monotonic_ns()))
+            self.lost_reported = total
+
+    def _start_record(self) -> dict:
+        cfg = self.backend.config
+        return {
+            "schema": SCHEMA,
+            "type": "start",
+            "time": self.clock.now_iso(),
+            "version": __version__,
+            "backend": self.backend.name,
+            "why": self.why,
+            "filters": cfg.filters(),
+            "cannot_see": self.backend.cannot_see(),
+            "kernel": features.kernel_release(),
+            "host": os.uname().nodename,
+        }
+
+    def run(self, duration: float | None = None) -> int:
+        old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.backend.open()
+            self.writer.write(self._start_record())
+            self.writer.flush()
+            if self.on_ready:
+                self.on_ready()
+            deadline = None if duration is None else time.monotonic() + duration
+            while not self.stopping:
+                timeout = POLL_MS
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    timeout = max(1, min(POLL_MS, int(left * 1000)))
+                n = self.backend.poll(timeout, self._emit)
+                for out in self.correlator.flush(time.monotonic_ns()):
+                    self.writer.write(out)
+                self._check_lost()
+                if n == 0:
+                    self.writer.flush()
+            self._finish()
+        finally:
+            self.backend.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return 0
+
+    def _finish(self) -> None:
+        drain = getattr(self.backend, "drain", None)
+        if drain is not None:
+            drain(self._emit)
+        for out in self.correlator.flush(None):
+            self.writer.write(out)
+        self._check_lost()
+        self.writer.write(
+            {
+                "schema": SCHEMA,
+                "type": "stop",
+                "time": self.clock.now_iso(),
+                "records": dict(self.correlator.counts),
+                "lost": self.lost_reported,
+            }
+        )
+        self.writer.flush()

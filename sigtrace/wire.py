@@ -1,0 +1,260 @@
+"""The boundary where the kernel side's bytes become Python records.
+
+Mirrors bpf/sigtrace.h field for field; tests/unit/test_wire_layout.py checks every
+name, offset and size against the BTF of the compiled object. Decoding is pure: bytes in,
+records out, so recorded streams replay without root. The tracefs and BCC backends build
+the same records from their own sources.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+ABI_VERSION = 1
+
+KIND_GENERATE = 1
+KIND_DELIVER = 2
+KIND_SYSCALL = 3
+KIND_EXIT = 4
+KIND_OOM = 5
+
+SYS_KILL = 1
+SYS_TKILL = 2
+SYS_TGKILL = 3
+SYS_PIDFD_SEND_SIGNAL = 4
+SYS_RT_SIGQUEUEINFO = 5
+SYS_RT_TGSIGQUEUEINFO = 6
+SYSCALL_NAMES = {
+    SYS_KILL: "kill",
+    SYS_TKILL: "tkill",
+    SYS_TGKILL: "tgkill",
+    SYS_PIDFD_SEND_SIGNAL: "pidfd_send_signal",
+    SYS_RT_SIGQUEUEINFO: "rt_sigqueueinfo",
+    SYS_RT_TGSIGQUEUEINFO: "rt_tgsigqueueinfo",
+}
+
+INFO_NOINFO = 0
+INFO_PRIV = 1
+INFO_PTR = 2
+
+HANDLER_DFL = 0
+HANDLER_IGN = 1
+HANDLER_FUNC = 2
+
+F_UNKILLABLE = 1 << 0
+F_BLOCKED = 1 << 1
+F_SYSCALL = 1 << 2
+F_TEARDOWN = 1 << 3
+F_PTRACED = 1 << 4
+F_GROUP_EXIT = 1 << 5
+F_OOM_VICTIM = 1 << 6
+F_CORE_DUMPED = 1 << 7
+
+# (name, struct format) in declaration order; a tuple value is a nested struct.
+HEADER = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
+TASK = (
+    ("cgroup_id", "Q"),
+    ("cgroup_v1_id", "Q"),
+    ("pid", "I"),
+    ("tid", "I"),
+    ("ns_pid", "I"),
+    ("ns_tid", "I"),
+    ("pidns_inum", "I"),
+    ("uid", "I"),
+    ("comm", "16s"),
+)
+LAYOUTS: dict[str, tuple] = {
+    "st_header": HEADER,
+    "st_task": TASK,
+    "st_generate": (
+        ("hdr", HEADER),
+        ("syscall_seq", "Q"),
+        ("sig", "i"),
+        ("code", "i"),
+        ("si_errno", "i"),
+        ("si_pid", "i"),
+        ("si_uid", "I"),
+        ("info_kind", "I"),
+        ("group", "i"),
+        ("result", "i"),
+        ("handler", "I"),
+        ("flags", "I"),
+        ("sender", TASK),
+        ("target", TASK),
+    ),
+    "st_deliver": (
+        ("hdr", HEADER),
+        ("sig", "i"),
+        ("code", "i"),
+        ("si_pid", "i"),
+        ("info_kind", "I"),
+        ("handler", "I"),
+        ("group_exit_code", "i"),
+        ("flags", "I"),
+        ("_pad", "I"),
+        ("task", TASK),
+    ),
+    "st_syscall": (
+        ("hdr", HEADER),
+        ("seq", "Q"),
+        ("ret", "q"),
+        ("nr", "i"),
+        ("sig", "i"),
+        ("req_pid", "i"),
+        ("req_tid", "i"),
+        ("count", "I"),
+        ("sys_flags", "I"),
+        ("sender", TASK),
+    ),
+    "st_exit": (("hdr", HEADER), ("exit_code", "i"), ("flags", "I"), ("task", TASK)),
+    "st_oom": (("hdr", HEADER), ("victim", TASK), ("trigger", TASK)),
+}
+
+
+def flat_format(layout: tuple) -> str:
+    return "".join(flat_format(f) if isinstance(f, tuple) else f for _, f in layout)
+
+
+def struct_of(name: str) -> struct.Struct:
+    # "=": native byte order, standard sizes, no implicit padding (the C side has none).
+    return struct.Struct("=" + flat_format(LAYOUTS[name]))
+
+
+class Task(NamedTuple):
+    cgroup_id: int
+    cgroup_v1_id: int
+    pid: int
+    tid: int
+    ns_pid: int
+    ns_tid: int
+    pidns_inum: int
+    uid: int
+    comm: str
+
+
+class Generate(NamedTuple):
+    ts_ns: int
+    cpu: int
+    syscall_seq: int
+    sig: int
+    code: int
+    si_errno: int
+    si_pid: int
+    si_uid: int
+    info_kind: int
+    group: int
+    result: int
+    handler: int
+    flags: int
+    sender: Task
+    target: Task
+
+
+class Deliver(NamedTuple):
+    ts_ns: int
+    cpu: int
+    sig: int
+    code: int
+    si_pid: int
+    info_kind: int
+    handler: int
+    group_exit_code: int
+    flags: int
+    task: Task
+
+
+class Syscall(NamedTuple):
+    ts_ns: int
+    cpu: int
+    seq: int
+    ret: int
+    nr: int
+    sig: int
+    req_pid: int
+    req_tid: int
+    count: int
+    sys_flags: int
+    sender: Task
+
+
+class Exit(NamedTuple):
+    ts_ns: int
+    cpu: int
+    exit_code: int  # wait status
+    flags: int
+    task: Task
+
+
+class Oom(NamedTuple):
+    ts_ns: int
+    cpu: int
+    victim: Task
+    trigger: Task
+
+
+Record = Generate | Deliver | Syscall | Exit | Oom
+
+_GEN = struct_of("st_generate")
+_DEL = struct_of("st_deliver")
+_SYS = struct_of("st_syscall")
+_EXIT = struct_of("st_exit")
+_OOM = struct_of("st_oom")
+_KIND = struct.Struct("=QII")
+SIZES = {
+    KIND_GENERATE: _GEN.size,
+    KIND_DELIVER: _DEL.size,
+    KIND_SYSCALL: _SYS.size,
+    KIND_EXIT: _EXIT.size,
+    KIND_OOM: _OOM.size,
+}
+_NT = len(TASK)
+
+
+def comm_text(raw: bytes) -> str:
+    # comm is kernel-truncated and may hold any byte: decode losslessly, escape on output.
+    return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+
+
+def _task(v: tuple, i: int) -> Task:
+    return Task(
+        v[i],
+        v[i + 1],
+        v[i + 2],
+        v[i + 3],
+        v[i + 4],
+        v[i + 5],
+        v[i + 6],
+        v[i + 7],
+        comm_text(v[i + 8]),
+    )
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def decode(data: bytes | memoryview) -> Record:
+    """One ring-buffer record → one typed record."""
+    if len(data) < _KIND.size:
+        raise DecodeError(f"record of {len(data)} bytes is shorter than its header")
+    kind = _KIND.unpack_from(data)[1]
+    size = SIZES.get(kind)
+    if size is None:
+        raise DecodeError(f"unknown record kind {kind}")
+    if len(data) < size:
+        raise DecodeError(f"record kind {kind}: {len(data)} bytes, expected {size}")
+    if kind == KIND_GENERATE:
+        v = _GEN.unpack_from(data)
+        return Generate(v[0], v[2], *v[3:14], _task(v, 14), _task(v, 14 + _NT))
+    if kind == KIND_DELIVER:
+        v = _DEL.unpack_from(data)
+        return Deliver(v[0], v[2], *v[3:10], _task(v, 11))
+    if kind == KIND_SYSCALL:
+        v = _SYS.unpack_from(data)
+        return Syscall(v[0], v[2], *v[3:11], _task(v, 11))
+    if kind == KIND_EXIT:
+        v = _EXIT.unpack_from(data)
+        return Exit(v[0], v[2], v[3], v[4], _task(v, 5))
+    v = _OOM.unpack_from(data)
+    return Oom(v[0], v[2], _task(v, 3), _task(v, 3 + _NT))

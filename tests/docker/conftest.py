@@ -1,0 +1,166 @@
+"""Fixtures for tests against the real Docker daemon (started by scripts/services in CI).
+
+Skips only when not root. As root, a Docker daemon that does not answer is a failure, not a
+skip: CI starts Docker, so a silent skip would hide a broken setup.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+DOCKER = "docker"
+NAME_PREFIX = "st-test-"
+# Every test container carries it, so leftovers of a killed run can be found
+# (`docker ps -a --filter label=sigtrace.test`) without touching other users' containers.
+OWNER_LABEL = "sigtrace.test=1"
+CMD_TIMEOUT_S = 60.0
+
+
+def _load_image_builder() -> ModuleType:
+    # tests/ is not a package; load the builder by path rather than via sys.path games.
+    path = Path(__file__).resolve().parents[1] / "images" / "build.py"
+    spec = importlib.util.spec_from_file_location("sigtrace_test_images", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+images = _load_image_builder()
+
+
+def docker(*args: str, timeout: float = CMD_TIMEOUT_S, check: bool = True) -> str:
+    """Runs the docker CLI; returns stdout. Raises with stderr in the message on failure."""
+    r = subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and r.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} -> {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def inspect(ref: str) -> dict:
+    """`docker inspect` of one container, as a dict."""
+    return json.loads(docker("inspect", "--type", "container", ref))[0]
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    pid: int  # host pid of the container's PID 1, at start
+
+    def inspect(self) -> dict:
+        return inspect(self.id)
+
+    def logs(self) -> str:
+        # The CLI copies the container's stdout and stderr to its own; both are wanted.
+        r = subprocess.run(
+            [DOCKER, "logs", self.id], capture_output=True, text=True, timeout=CMD_TIMEOUT_S
+        )
+        return r.stdout + r.stderr
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Polls the logs until `text` appears (e.g. a server's ready line); returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.logs()
+            if text in out:
+                return out
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {text!r} not in logs after {timeout}s: {out!r}")
+            time.sleep(0.05)
+
+
+RunContainer = Callable[..., Container]
+
+
+def _opts_to_flags(opts: dict[str, object]) -> list[str]:
+    """cap_add="SYS_PTRACE" -> --cap-add SYS_PTRACE; init=True -> --init; lists repeat."""
+    flags: list[str] = []
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, list | tuple):
+            for v in value:
+                flags += [flag, str(v)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("Docker tests need root")
+    try:
+        r = subprocess.run(
+            [DOCKER, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+        pytest.fail(f"Docker does not answer ({e}); start it with scripts/services", pytrace=False)
+    if r.returncode != 0:
+        pytest.fail(
+            f"Docker does not answer: {r.stderr.strip()}; start it with scripts/services", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
+def docker_images(docker_daemon: None) -> tuple[str, ...]:
+    """Builds the st-* images if missing or stale; returns their names."""
+    images.ensure_images(DOCKER)
+    return images.IMAGE_NAMES
+
+
+@pytest.fixture
+def container_factory(docker_images: tuple[str, ...]) -> Iterator[RunContainer]:
+    """run(name, image, *args, **opts) -> Container: `docker run -d` with opts as flags
+    (cap_add="SYS_PTRACE", init=True, ...), named st-test-<name>-<random>. Every container
+    it made is removed with `docker rm -f` at teardown, whatever the test did."""
+    names: list[str] = []
+
+    def run(name: str, image: str, *args: str, **opts: object) -> Container:
+        full = f"{NAME_PREFIX}{name}-{secrets.token_hex(3)}"
+        # Recorded before the run: a container that was created but failed to start
+        # still has to go.
+        names.append(full)
+        flags = _opts_to_flags(opts)
+        cid = docker(
+            "run", "-d", "--name", full, "--label", OWNER_LABEL, *flags, image, *args
+        ).strip()
+        info = inspect(cid)
+        pid = info["State"]["Pid"]
+        if not info["State"]["Running"] or pid <= 0:
+            raise RuntimeError(f"{full} is not running: {info['State']}")
+        return Container(id=cid, name=full, pid=pid)
+
+    try:
+        yield run
+    finally:
+        errors = []
+        for name in names:
+            r = subprocess.run(
+                [DOCKER, "rm", "-f", name], capture_output=True, text=True, timeout=CMD_TIMEOUT_S
+            )
+            if r.returncode != 0 and "No such container" not in r.stderr:
+                errors.append(f"{name}: {r.stderr.strip()}")
+        if errors:
+            pytest.fail("docker rm -f failed: " + "; ".join(errors), pytrace=False)
