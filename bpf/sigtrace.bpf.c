@@ -321,6 +321,10 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	int gcode = BPF_CORE_READ(cur, signal, group_exit_code);
 	int effective = sig;
 
+	/* execve() kills the other threads with a SIGKILL nobody sent. */
+	if (sig == SIGKILL && bpf_core_field_exists(cur->signal->group_exec_task) &&
+	    BPF_CORE_READ(cur, signal, group_exec_task))
+		return 0;
 	/* A default-fatal signal becomes a group exit that get_signal() reports as SIGKILL. */
 	if (sig == SIGKILL && (sflags & SIGNAL_GROUP_EXIT)) {
 		/* exit_group() tears the other threads down the same way: no signal was sent. */

@@ -96,6 +96,7 @@ struct css_set {
 
 struct signal_struct {
 	atomic_t live;
+	struct task_struct *group_exec_task;
 	int group_exit_code;
 	unsigned int flags;
 };

@@ -29,11 +29,19 @@ Examples:
 """
 
 
-def _config(pids: tuple[int, ...], sigs: tuple[str, ...], verbose: bool) -> TraceConfig:
+def _config(
+    pids: tuple[int, ...], sigs: tuple[str, ...], verbose: bool, proc_root: str, sys_root: str
+) -> TraceConfig:
     for p in pids:
         if p <= 0:
             raise UsageError(f"--pid takes a positive process id, not {p}")
-    return TraceConfig(signals=signals.parse_specs(sigs), pids=tuple(pids), verbose=verbose)
+    return TraceConfig(
+        signals=signals.parse_specs(sigs),
+        pids=tuple(pids),
+        verbose=verbose,
+        proc_root=proc_root,
+        sys_root=sys_root,
+    )
 
 
 @click.group(
@@ -86,6 +94,20 @@ def _config(pids: tuple[int, ...], sigs: tuple[str, ...], verbose: bool) -> Trac
     help="How to trace; auto picks one and says why.",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log.")
+@click.option(
+    "--proc-root",
+    envvar="SIGTRACE_PROC_ROOT",
+    default="/proc",
+    show_default=True,
+    help="The host's /proc (a DaemonSet mounts it elsewhere).",
+)
+@click.option(
+    "--sys-root",
+    envvar="SIGTRACE_SYS_ROOT",
+    default="/sys",
+    show_default=True,
+    help="The host's /sys (BTF, tracefs, cgroups).",
+)
 @click.version_option(package_name="sigtrace")
 @click.pass_context
 def cli(
@@ -97,6 +119,8 @@ def cli(
     duration: float | None,
     backend: str,
     verbose: bool,
+    proc_root: str,
+    sys_root: str,
 ) -> None:
     """Trace signals and report what the kernel did with each one.
 
@@ -104,13 +128,14 @@ def cli(
     delivered, ignored (and why: PID 1 without a handler, SIG_IGN, default ignore),
     pending (blocked), merged with one already pending, or failed; then what followed.
     """
-    if ctx.invoked_subcommand is not None:
-        return
     from sigtrace.backends import select
     from sigtrace.output import make_writer
     from sigtrace.session import Session
 
-    config = _config(pids, sigs, verbose)
+    ctx.obj = {"proc_root": proc_root, "sys_root": sys_root}
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _config(pids, sigs, verbose, proc_root, sys_root)
     cls, why = select(backend, config)
     if verbose or backend == "auto":
         click.echo(f"sigtrace: {why}", err=True)
@@ -130,11 +155,12 @@ def cli(
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
 )
-def doctor(fmt: str) -> None:
+@click.pass_context
+def doctor(ctx: click.Context, fmt: str) -> None:
     """Kernel features, privileges, and which backend would run and why."""
     from sigtrace.doctor import report
 
-    report(fmt, sys.stdout)
+    report(fmt, sys.stdout, TraceConfig(**(ctx.obj or {})))
 
 
 def main(argv: list[str] | None = None) -> None:

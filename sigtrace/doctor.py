@@ -41,8 +41,8 @@ def collect(config: TraceConfig | None = None) -> dict:
     return out
 
 
-def report(fmt: str, stream: TextIO) -> None:
-    info = collect()
+def report(fmt: str, stream: TextIO, config: TraceConfig | None = None) -> None:
+    info = collect(config)
     if fmt == "jsonl":
         stream.write(json.dumps(info) + "\n")
         return

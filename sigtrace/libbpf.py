@@ -44,13 +44,15 @@ def _sig(lib: ctypes.CDLL, name: str, restype, *argtypes) -> None:
 
 
 def find_library() -> str | None:
-    for name in LIBBPF_NAMES:
+    # SIGTRACE_LIBBPF names the library to use (a path or soname), or hides it in tests.
+    override = os.environ.get("SIGTRACE_LIBBPF")
+    for name in (override,) if override else LIBBPF_NAMES:
         try:
             ctypes.CDLL(name)
             return name
         except OSError:
             continue
-    return ctypes.util.find_library("bpf")
+    return None if override else ctypes.util.find_library("bpf")
 
 
 class Libbpf:
