@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from typing import TextIO
 
 import click
@@ -95,6 +96,12 @@ def _config(
 )
 @click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log.")
 @click.option(
+    "--save-raw",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also record the kernel's raw records here, for `sigtrace replay`.",
+)
+@click.option(
     "--proc-root",
     envvar="SIGTRACE_PROC_ROOT",
     default="/proc",
@@ -121,6 +128,7 @@ def cli(
     verbose: bool,
     proc_root: str,
     sys_root: str,
+    save_raw: str | None,
 ) -> None:
     """Trace signals and report what the kernel did with each one.
 
@@ -145,7 +153,8 @@ def cli(
             fmt = "text" if stream.isatty() else "jsonl"
         color = fmt == "text" and stream.isatty() and "NO_COLOR" not in os.environ
         writer = make_writer(fmt, stream, color=color)
-        Session(cls(config), writer, why=why).run(duration)
+        with open(save_raw, "wb") if save_raw else nullcontext() as raw:
+            Session(cls(config), writer, why=why, raw=raw).run(duration)
     finally:
         if output:
             stream.close()
@@ -161,6 +170,21 @@ def doctor(ctx: click.Context, fmt: str) -> None:
     from sigtrace.doctor import report
 
     report(fmt, sys.stdout, TraceConfig(**(ctx.obj or {})))
+
+
+@cli.command(
+    epilog="\b\nExamples:\n  sigtrace replay incident.raw\n  sigtrace replay --format text x.raw"
+)
+@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="jsonl", show_default=True
+)
+def replay(recording: str, fmt: str) -> None:
+    """Classify a recording made with --save-raw, without root or BPF."""
+    from sigtrace.output import make_writer
+    from sigtrace.replay import replay_file
+
+    replay_file(recording, make_writer(fmt, sys.stdout))
 
 
 def main(argv: list[str] | None = None) -> None:

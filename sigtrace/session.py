@@ -10,12 +10,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import BinaryIO
 
 from sigtrace import SCHEMA, __version__, features, wire
 from sigtrace.backends import Backend
 from sigtrace.correlate import Correlator
 from sigtrace.output import Writer
 from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.rawlog import RawWriter
 from sigtrace.timefmt import Clock
 
 POLL_MS = 100
@@ -28,6 +30,7 @@ class Session:
         writer: Writer,
         why: str = "",
         on_ready: Callable[[], None] | None = None,
+        raw: BinaryIO | None = None,
     ) -> None:
         self.backend = backend
         self.writer = writer
@@ -38,6 +41,9 @@ class Session:
         self.stopping = False
         self.lost_reported = 0
         self.on_ready = on_ready
+        self.raw = RawWriter(raw, self.clock.offset_ns) if raw is not None else None
+        if self.raw is not None:
+            backend.raw_sink = self.raw.write
 
     def stop(self, *_args: object) -> None:
         self.stopping = True
@@ -115,3 +121,5 @@ class Session:
             }
         )
         self.writer.flush()
+        if self.raw is not None:
+            self.raw.flush()

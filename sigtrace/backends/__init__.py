@@ -21,6 +21,8 @@ class Backend(ABC):
 
     def __init__(self, config: TraceConfig) -> None:
         self.config = config
+        # Gets each record's raw bytes before decoding, where the backend has them (--save-raw).
+        self.raw_sink: Callable[[bytes], None] | None = None
 
     @classmethod
     @abstractmethod

@@ -112,6 +112,8 @@ class CoreBackend(Backend):
 
     def _on_record(self, data: bytes) -> None:
         self._count += 1
+        if self.raw_sink is not None:
+            self.raw_sink(data)
         assert self._emit is not None
         self._emit(wire.decode(data))
 

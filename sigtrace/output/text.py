@@ -23,7 +23,9 @@ def _proc(p: dict | None) -> str:
         return "?"
     if p.get("pid") is None:
         return f"pidfd {p.get('pidfd')}" if p.get("pidfd") is not None else "?"
-    comm = printable(p["comm"]) if p.get("comm") else "?"
+    if not p.get("comm"):
+        return f"pid {p['pid']}"
+    comm = printable(p["comm"])
     ns = f" ns:{p['ns_pid']}" if p.get("ns_pid") not in (None, p["pid"]) else ""
     tag = " [pid1]" if p.get("pid1") and p.get("ns_pid") != p.get("pid") else ""
     return f"{comm}({p['pid']}{ns}){tag}"

@@ -1,0 +1,49 @@
+"""The CLI's help and its input errors, without root (parsing fails before anything loads)."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sigtrace", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("args", [["--help"], ["doctor", "--help"], ["replay", "--help"]])
+def test_every_subcommand_has_help_with_examples(args: list[str]) -> None:
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert "Examples:" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["--signal", "NOPE"], 2, "unknown signal"),
+        (["--signal", "RTMIN+40"], 2, "out of range"),
+        (["--pid", "0"], 2, "positive process id"),
+        (["--format", "xml"], 2, "xml"),
+        (["--no-such-option"], 2, "No such option"),
+        (["replay", "/nonexistent.raw"], 2, "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_its_own_code(args: list[str], code: int, words: str) -> None:
+    r = run(*args)
+    assert r.returncode == code
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sigtrace: ") and words in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_replay_of_a_non_recording(tmp_path) -> None:
+    f = tmp_path / "x.raw"
+    f.write_text("hello\n")
+    r = run("replay", str(f))
+    assert r.returncode == 2 and "not a sigtrace raw recording" in r.stderr

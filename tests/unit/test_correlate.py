@@ -1,0 +1,205 @@
+"""The correlator on synthetic records (ordering, fan-out, failures) and on streams recorded
+from the real kernel (tests/data/streams, made by record.py there)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sigtrace import wire
+from sigtrace.correlate import SYSCALL_WAIT_NS, Correlator
+from sigtrace.rawlog import read
+from sigtrace.replay import replay_records
+from sigtrace.timefmt import Clock
+
+STREAMS = Path(__file__).parents[1] / "data" / "streams"
+
+
+def task(pid: int, comm: str = "p", ns_pid: int | None = None) -> wire.Task:
+    return wire.Task(0, 0, pid, pid, ns_pid or pid, ns_pid or pid, 1, 0, comm)
+
+
+def gen(
+    ts: int,
+    target: int,
+    sig: int = 15,
+    seq: int = 0,
+    result: int = 0,
+    flags: int = 0,
+    handler: int = wire.HANDLER_DFL,
+    sender: int = 10,
+) -> wire.Generate:
+    if seq:
+        flags |= wire.F_SYSCALL
+    return wire.Generate(
+        ts,
+        0,
+        seq,
+        sig,
+        0,
+        0,
+        sender,
+        0,
+        wire.INFO_PTR,
+        1,
+        result,
+        handler,
+        flags,
+        task(sender),
+        task(target),
+    )
+
+
+def syscall(
+    ts: int, seq: int, req: int, count: int, ret: int = 0, sig: int = 15, nr: int = wire.SYS_KILL
+) -> wire.Syscall:
+    return wire.Syscall(ts, 0, seq, ret, nr, sig, req, 0, count, 0, task(10))
+
+
+def corr() -> Correlator:
+    return Correlator(Clock(0).iso)
+
+
+def test_fanout_waits_for_its_syscall_and_counts() -> None:
+    c = corr()
+    assert c.feed(gen(1, 21, seq=7)) == []
+    assert c.feed(gen(2, 22, seq=7)) == []
+    assert c.feed(gen(3, 23, seq=7)) == []
+    out = c.feed(syscall(4, 7, req=-21, count=3))
+    assert [o["target"]["pid"] for o in out] == [21, 22, 23]
+    assert {json.dumps(o["fanout"]) for o in out} == {
+        json.dumps({"id": 7, "count": 3, "requested": -21})
+    }
+    assert {o["scope"] for o in out} == {"pgrp"}
+    assert {o["syscall"] for o in out} == {"kill"}
+
+
+def test_single_target_has_no_fanout() -> None:
+    c = corr()
+    c.feed(gen(1, 21, seq=8))
+    (out,) = c.feed(syscall(2, 8, req=21, count=1))
+    assert out["fanout"] is None and out["scope"] == "process"
+
+
+def test_failed_syscall_becomes_a_failed_signal() -> None:
+    (out,) = corr().feed(syscall(5, 9, req=4242, count=0, ret=-1))
+    assert (out["outcome"], out["reason"], out["target"]["pid"], out["target"]["comm"]) == (
+        "failed",
+        "EPERM",
+        4242,
+        None,
+    )
+
+
+def test_successful_syscall_without_traced_signals_says_nothing() -> None:
+    assert corr().feed(syscall(5, 9, req=4242, count=0, ret=0)) == []
+
+
+def test_records_behind_a_waiting_syscall_are_held_in_time_order() -> None:
+    c = corr()
+    c.feed(gen(10, 21, seq=3))
+    # the target's delivery, on another CPU, overtakes the sender's syscall exit
+    d = wire.Deliver(12, 1, 15, 0, 10, wire.INFO_PTR, wire.HANDLER_FUNC, 0, 0, task(21))
+    assert c.feed(d) == []
+    out = c.feed(syscall(11, 3, req=21, count=1))
+    assert [o["type"] for o in out] == ["signal", "deliver"]
+    # nothing waiting: records go straight out
+    assert [o["type"] for o in c.feed(gen(20, 22))] == ["signal"]
+
+
+def test_overdue_syscall_flushes_without_fanout() -> None:
+    c = corr()
+    c.feed(gen(1, 21, seq=4))
+    assert c.flush(1 + SYSCALL_WAIT_NS // 2) == []
+    (out,) = c.flush(2 + SYSCALL_WAIT_NS)
+    assert out["fanout"] is None and out["scope"] == "process" and out["syscall"] is None
+
+
+def test_counts_per_type() -> None:
+    c = corr()
+    c.feed(gen(1, 21))
+    c.feed(wire.Exit(2, 0, 15, 0, task(21)))
+    assert c.counts == {"signal": 1, "exit": 1}
+
+
+def load(name: str) -> tuple[list[dict], dict]:
+    with open(STREAMS / f"{name}.raw", "rb") as f:
+        offset, records = read(f)
+        out = replay_records(offset, list(records))
+    pids = json.loads((STREAMS / f"{name}.pids.json").read_text())
+    return out, pids
+
+
+def one(records: list[dict], **match) -> dict:
+    found = [r for r in records if all(_get(r, k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, found)
+    return found[0]
+
+
+def _get(rec: dict, key: str):
+    for part in key.split("__"):
+        rec = rec.get(part) if isinstance(rec, dict) else None
+    return rec
+
+
+def test_recorded_pid1_story() -> None:
+    out, pids = load("pid1")
+    init = pids["init"]
+    term = one(out, type="signal", signal="SIGTERM", target__pid=init, sender__pid=init)
+    assert (term["outcome"], term["reason"], term["target"]["ns_pid"]) == (
+        "ignored",
+        "pid1_no_handler",
+        1,
+    )
+    assert term["si_pid"] == 1  # sent from inside: the sender is visible in the namespace
+    kill_inside = one(out, type="signal", signal="SIGKILL", target__pid=init, sender__pid=init)
+    assert (kill_inside["outcome"], kill_inside["reason"]) == ("ignored", "pid1_no_handler")
+    host = pids["tracer_host_sender"]
+    term_host = one(out, type="signal", signal="SIGTERM", target__pid=init, sender__pid=host)
+    assert (term_host["outcome"], term_host["si_pid"]) == ("ignored", 0)
+    kill_host = one(out, type="signal", signal="SIGKILL", target__pid=init, sender__pid=host)
+    assert kill_host["outcome"] == "delivered"
+    ex = one(out, type="exit", process__pid=init)
+    assert (ex["exit_code"], ex["signal"]) == (137, "SIGKILL")
+
+
+def test_recorded_dispositions() -> None:
+    out, p = load("dispositions")
+    s = p["sender"]
+    assert (
+        one(out, type="signal", target__pid=p["handler"], sender__pid=s)["outcome"] == "delivered"
+    )
+    assert one(out, type="deliver", target__pid=p["handler"])["action"] == "handler"
+    assert one(out, type="exit", process__pid=p["handler"])["exit_code"] == 0
+    ign = one(out, type="signal", target__pid=p["ign"])
+    assert (ign["outcome"], ign["reason"]) == ("ignored", "sig_ign")
+    blocked = [r for r in out if r["type"] == "signal" and r["target"]["pid"] == p["blocked"]]
+    assert [(r["outcome"], r["reason"]) for r in blocked] == [
+        ("pending", "blocked"),
+        ("merged", "already_pending"),
+    ]
+    fan = [r for r in out if r["type"] == "signal" and r["scope"] == "pgrp"]
+    assert sorted(r["target"]["pid"] for r in fan) == sorted(p["members"])
+    assert {json.dumps(r["fanout"]) for r in fan} == {
+        json.dumps({"id": fan[0]["fanout"]["id"], "count": 3, "requested": -p["pgrp"]})
+    }
+    for m in p["members"]:
+        d = one(out, type="deliver", target__pid=m)
+        assert (d["signal"], d["action"], d["reported_as"]) == (
+            "SIGTERM",
+            "default_terminate",
+            "SIGKILL",
+        )
+        assert one(out, type="exit", process__pid=m)["exit_code"] == 143
+    eperm = one(out, type="signal", target__pid=p["victim"], outcome="failed")
+    assert eperm["reason"] == "EPERM"
+    assert one(out, type="exit", process__pid=p["victim"])["exit_code"] == 137
+
+
+def test_replay_rejects_other_files(tmp_path: Path) -> None:
+    bad = tmp_path / "x.raw"
+    bad.write_bytes(b"not a recording\n")
+    with open(bad, "rb") as f, pytest.raises(ValueError):
+        read(f)

@@ -1,0 +1,47 @@
+import io
+
+from sigtrace.escape import printable
+from sigtrace.output.jsonl import JsonlWriter
+from sigtrace.output.text import TextWriter
+from sigtrace.timefmt import Clock
+
+
+def test_printable_escapes_terminal_controls() -> None:
+    assert printable("gunicorn") == "gunicorn"
+    assert printable("a\x1b[31mb") == "a\\x1b[31mb"
+    assert printable("x\ny\x7f") == "x\\x0ay\\x7f"
+    assert printable("evil\u202egpj.exe") == "evil\\u202egpj.exe"  # bidi override
+
+
+def test_rfc3339_nanoseconds_utc() -> None:
+    c = Clock(offset_ns=1_700_000_000_000_000_000)
+    assert c.iso(123_456_789) == "2023-11-14T22:13:20.123456789Z"
+    assert c.iso(1_000_000_001) == "2023-11-14T22:13:21.000000001Z"
+
+
+def test_jsonl_escapes_untrusted_text_and_writes_whole_lines() -> None:
+    buf = io.StringIO()
+    w = JsonlWriter(buf)
+    w.write({"comm": "a\x1b]0;pwn\x07\u202e"})
+    w.write({"n": 1})
+    lines = buf.getvalue().split("\n")
+    assert lines == ['{"comm":"a\\u001b]0;pwn\\u0007\\u202e"}', '{"n":1}', ""]
+
+
+def test_text_line_escapes_comm() -> None:
+    buf = io.StringIO()
+    rec = {
+        "time": "2026-01-01T00:00:00.000000000Z",
+        "type": "signal",
+        "signal": "SIGTERM",
+        "sender": {"pid": 1, "ns_pid": 1, "comm": "runc"},
+        "target": {"pid": 7, "ns_pid": 1, "comm": "sh\x1b[2J", "pid1": True},
+        "outcome": "ignored",
+        "reason": "pid1_no_handler",
+        "scope": "process",
+        "fanout": None,
+    }
+    TextWriter(buf).write(rec)
+    line = buf.getvalue()
+    assert "\x1b" not in line
+    assert "sh\\x1b[2J(7 ns:1) [pid1]" in line and "ignored (pid1_no_handler)" in line

@@ -1,0 +1,88 @@
+import pytest
+
+from sigtrace import wire
+
+TASK = (11, 22, 100, 101, 1, 1, 4026531836, 0, b"sh\0\0garbage\0\0\0\0\0")
+
+
+def test_generate_round_trip() -> None:
+    values = (
+        123,
+        wire.KIND_GENERATE,
+        1,
+        7,
+        15,
+        0,
+        0,
+        0,
+        0,
+        wire.INFO_NOINFO,
+        1,
+        1,
+        wire.HANDLER_DFL,
+        wire.F_UNKILLABLE,
+        *TASK,
+        33,
+        44,
+        200,
+        201,
+        5,
+        6,
+        99,
+        1000,
+        b"\xffbad\x1b[31m\0" + b"\0" * 8,
+    )
+    rec = wire.decode(wire.struct_of("st_generate").pack(*values))
+    assert isinstance(rec, wire.Generate)
+    assert (rec.ts_ns, rec.cpu, rec.syscall_seq, rec.sig, rec.result, rec.flags) == (
+        123,
+        1,
+        7,
+        15,
+        1,
+        wire.F_UNKILLABLE,
+    )
+    assert rec.sender == wire.Task(11, 22, 100, 101, 1, 1, 4026531836, 0, "sh")
+    assert rec.target.pid == 200 and rec.target.ns_pid == 5 and rec.target.uid == 1000
+    # not UTF-8 and a terminal escape: decoded losslessly, escaped later on output
+    assert rec.target.comm == "\\xffbad\x1b[31m"
+
+
+def test_each_kind_decodes_to_its_type() -> None:
+    cases = {
+        "st_deliver": (
+            wire.KIND_DELIVER,
+            wire.Deliver,
+            (9, 0, 0, 0, 0, 15, wire.F_GROUP_EXIT, 0, *TASK),
+        ),
+        "st_syscall": (wire.KIND_SYSCALL, wire.Syscall, (5, -1, 1, 15, 42, 0, 0, 0, *TASK)),
+        "st_exit": (wire.KIND_EXIT, wire.Exit, (15, 0, *TASK)),
+        "st_oom": (wire.KIND_OOM, wire.Oom, (*TASK, *TASK)),
+    }
+    for name, (kind, cls, rest) in cases.items():
+        rec = wire.decode(wire.struct_of(name).pack(1, kind, 0, *rest))
+        assert type(rec) is cls, name
+    sc = wire.decode(
+        wire.struct_of("st_syscall").pack(1, wire.KIND_SYSCALL, 0, 5, -1, 1, 15, 42, 0, 3, 0, *TASK)
+    )
+    assert (sc.seq, sc.ret, sc.nr, sc.sig, sc.req_pid, sc.count) == (5, -1, 1, 15, 42, 3)
+    d = wire.decode(
+        wire.struct_of("st_deliver").pack(
+            1, wire.KIND_DELIVER, 0, 9, 0, 0, 0, 0, 15, wire.F_GROUP_EXIT, 0, *TASK
+        )
+    )
+    assert (d.sig, d.group_exit_code, d.flags, d.task.comm) == (9, 15, wire.F_GROUP_EXIT, "sh")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\0" * 8,
+        wire.struct_of("st_header").pack(1, 99, 0),
+        wire.struct_of("st_header").pack(1, wire.KIND_GENERATE, 0),
+    ],
+)
+def test_bad_records_raise_decode_error(data: bytes) -> None:
+    with pytest.raises(wire.DecodeError):
+        wire.decode(data)
