@@ -64,7 +64,7 @@ struct inflight {
 /* A kill-family syscall in progress, by tid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096); /* threads inside a kill-family call at one moment */
 	__type(key, __u32);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
@@ -72,7 +72,7 @@ struct {
 /* Processes that took part in a traced signal: their exit is reported. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, __u64); /* 1: took part in a signal, 2: OOM victim */
 } tracked SEC(".maps");

@@ -11,8 +11,9 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -33,11 +34,13 @@ def _load_image_builder() -> ModuleType:
     spec = importlib.util.spec_from_file_location("sigtrace_test_images", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered before running it: dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-images = _load_image_builder()
+images = sys.modules.get("sigtrace_test_images") or _load_image_builder()
 
 
 def docker(*args: str, timeout: float = CMD_TIMEOUT_S, check: bool = True) -> str:
@@ -82,8 +85,11 @@ class Container:
                 raise TimeoutError(f"{self.name}: {text!r} not in logs after {timeout}s: {out!r}")
             time.sleep(0.05)
 
-
-RunContainer = Callable[..., Container]
+    def stop(self, grace_s: int = 10) -> float:
+        """`docker stop -t grace_s`; returns the seconds it took."""
+        start = time.monotonic()
+        docker("stop", "-t", str(grace_s), self.id, timeout=grace_s + CMD_TIMEOUT_S)
+        return time.monotonic() - start
 
 
 def _opts_to_flags(opts: dict[str, object]) -> list[str]:
@@ -103,10 +109,48 @@ def _opts_to_flags(opts: dict[str, object]) -> list[str]:
     return flags
 
 
+class ContainerFactory:
+    """run(name, image, *args, **opts) -> Container: `docker run -d` with opts as flags
+    (cap_add="SYS_PTRACE", init=True, env=["A=1", "B=2"], ...), named st-test-<name>-<hex>.
+    close() removes every container it was asked for with `docker rm -f`."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def __call__(self, name: str, image: str, *args: str, **opts: object) -> Container:
+        full = f"{NAME_PREFIX}{name}-{secrets.token_hex(3)}"
+        # Recorded before the run: a container that was created but failed to start
+        # (bad command, bad flag) exists all the same and has to go.
+        self.names.append(full)
+        flags = _opts_to_flags(opts)
+        # --pull never: there is no registry; a missing image is a bug, not a download.
+        base = ["run", "-d", "--pull", "never", "--name", full, "--label", OWNER_LABEL]
+        cid = docker(*base, *flags, image, *args)
+        info = inspect(cid.strip())
+        pid = info["State"]["Pid"]
+        if not info["State"]["Running"] or pid <= 0:
+            raise RuntimeError(f"{full} is not running: {info['State']}")
+        return Container(id=info["Id"], name=full, pid=pid)
+
+    def close(self) -> None:
+        errors = []
+        for name in self.names:
+            r = subprocess.run(
+                [DOCKER, "rm", "-f", name], capture_output=True, text=True, timeout=CMD_TIMEOUT_S
+            )
+            if r.returncode != 0 and "No such container" not in r.stderr:
+                errors.append(f"{name}: {r.stderr.strip()}")
+        self.names.clear()
+        if errors:
+            raise RuntimeError("docker rm -f failed: " + "; ".join(errors))
+
+
 @pytest.fixture(scope="session")
 def docker_daemon() -> None:
+    """Skips unless root; fails if root and the daemon does not answer."""
     if os.geteuid() != 0:
         pytest.skip("Docker tests need root")
+    hint = "start it with scripts/services"
     try:
         r = subprocess.run(
             [DOCKER, "info", "--format", "{{.ServerVersion}}"],
@@ -116,11 +160,9 @@ def docker_daemon() -> None:
             check=False,
         )
     except (FileNotFoundError, subprocess.TimeoutExpired) as e:
-        pytest.fail(f"Docker does not answer ({e}); start it with scripts/services", pytrace=False)
+        pytest.fail(f"Docker does not answer ({e}); {hint}", pytrace=False)
     if r.returncode != 0:
-        pytest.fail(
-            f"Docker does not answer: {r.stderr.strip()}; start it with scripts/services", pytrace=False
-        )
+        pytest.fail(f"Docker does not answer: {r.stderr.strip()}; {hint}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -131,36 +173,10 @@ def docker_images(docker_daemon: None) -> tuple[str, ...]:
 
 
 @pytest.fixture
-def container_factory(docker_images: tuple[str, ...]) -> Iterator[RunContainer]:
-    """run(name, image, *args, **opts) -> Container: `docker run -d` with opts as flags
-    (cap_add="SYS_PTRACE", init=True, ...), named st-test-<name>-<random>. Every container
-    it made is removed with `docker rm -f` at teardown, whatever the test did."""
-    names: list[str] = []
-
-    def run(name: str, image: str, *args: str, **opts: object) -> Container:
-        full = f"{NAME_PREFIX}{name}-{secrets.token_hex(3)}"
-        # Recorded before the run: a container that was created but failed to start
-        # still has to go.
-        names.append(full)
-        flags = _opts_to_flags(opts)
-        cid = docker(
-            "run", "-d", "--name", full, "--label", OWNER_LABEL, *flags, image, *args
-        ).strip()
-        info = inspect(cid)
-        pid = info["State"]["Pid"]
-        if not info["State"]["Running"] or pid <= 0:
-            raise RuntimeError(f"{full} is not running: {info['State']}")
-        return Container(id=cid, name=full, pid=pid)
-
+def container_factory(docker_images: tuple[str, ...]) -> Iterator[ContainerFactory]:
+    """A ContainerFactory whose containers are all removed at teardown, pass or fail."""
+    factory = ContainerFactory()
     try:
-        yield run
+        yield factory
     finally:
-        errors = []
-        for name in names:
-            r = subprocess.run(
-                [DOCKER, "rm", "-f", name], capture_output=True, text=True, timeout=CMD_TIMEOUT_S
-            )
-            if r.returncode != 0 and "No such container" not in r.stderr:
-                errors.append(f"{name}: {r.stderr.strip()}")
-        if errors:
-            pytest.fail("docker rm -f failed: " + "; ".join(errors), pytrace=False)
+        factory.close()
