@@ -31,16 +31,21 @@ class Session:
         why: str = "",
         on_ready: Callable[[], None] | None = None,
         raw: BinaryIO | None = None,
+        stamp: dict | None = None,
     ) -> None:
         self.backend = backend
         self.writer = writer
         self.why = why
+        self.stamp = stamp or {}
         self.clock = Clock()
         self.describer = ProcessDescriber(Procfs(backend.config.proc_root))
         self.correlator = Correlator(self.clock.iso, self.describer)
+        self.observers: list[Callable[[dict], None]] = []
         self.stopping = False
+        self.live = False
         self.lost_reported = 0
         self.on_ready = on_ready
+        self._deferred: list[Callable[[], None]] = []
         self.raw = RawWriter(raw, self.clock.offset_ns) if raw is not None else None
         if self.raw is not None:
             backend.raw_sink = self.raw.write
@@ -48,16 +53,27 @@ class Session:
     def stop(self, *_args: object) -> None:
         self.stopping = True
 
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run fn from the main loop (a signal handler must not touch the output midway)."""
+        self._deferred.append(fn)
+
+    def _out(self, rec: dict) -> None:
+        if self.stamp:
+            rec.update(self.stamp)
+        self.writer.write(rec)
+        for observe in self.observers:
+            observe(rec)
+
     def _emit(self, rec: wire.Record) -> None:
         for out in self.correlator.feed(rec):
-            self.writer.write(out)
+            self._out(out)
         if isinstance(rec, wire.Exit):
             self.describer.forget(rec.task.pid)
 
     def _check_lost(self) -> None:
         total = self.backend.lost_total()
         if total > self.lost_reported:
-            self.writer.write(self.correlator.lost(total - self.lost_reported, time.monotonic_ns()))
+            self._out(self.correlator.lost(total - self.lost_reported, time.monotonic_ns()))
             self.lost_reported = total
 
     def _start_record(self) -> dict:
@@ -79,39 +95,46 @@ class Session:
         old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.backend.open()
-            self.writer.write(self._start_record())
+            self.live = True
+            self._out(self._start_record())
             self.writer.flush()
             if self.on_ready:
                 self.on_ready()
-            deadline = None if duration is None else time.monotonic() + duration
-            while not self.stopping:
-                timeout = POLL_MS
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    timeout = max(1, min(POLL_MS, int(left * 1000)))
-                n = self.backend.poll(timeout, self._emit)
-                for out in self.correlator.flush(time.monotonic_ns()):
-                    self.writer.write(out)
-                self._check_lost()
-                if n == 0:
-                    self.writer.flush()
+            self._loop(duration)
             self._finish()
         finally:
+            self.live = False
             self.backend.close()
             for s, h in old.items():
                 signal.signal(s, h)
         return 0
+
+    def _loop(self, duration: float | None) -> None:
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self.stopping:
+            timeout = POLL_MS
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                timeout = max(1, min(POLL_MS, int(left * 1000)))
+            n = self.backend.poll(timeout, self._emit)
+            for out in self.correlator.flush(time.monotonic_ns()):
+                self._out(out)
+            self._check_lost()
+            if n == 0:
+                self.writer.flush()
+            while self._deferred:
+                self._deferred.pop(0)()
 
     def _finish(self) -> None:
         drain = getattr(self.backend, "drain", None)
         if drain is not None:
             drain(self._emit)
         for out in self.correlator.flush(None):
-            self.writer.write(out)
+            self._out(out)
         self._check_lost()
-        self.writer.write(
+        self._out(
             {
                 "schema": SCHEMA,
                 "type": "stop",

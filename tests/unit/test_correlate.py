@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from sigtrace import wire
+from sigtrace.commands.replay import replay_records
 from sigtrace.correlate import SYSCALL_WAIT_NS, Correlator
 from sigtrace.rawlog import read
-from sigtrace.replay import replay_records
 from sigtrace.timefmt import Clock
 
 STREAMS = Path(__file__).parents[1] / "data" / "streams"

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TextIO
+
+import click
 
 from sigtrace import SCHEMA, features
 from sigtrace.backends import registry, select
 from sigtrace.config import TraceConfig
 from sigtrace.errors import SigtraceError
 
+TRACEPOINTS = (
+    ("signal", "signal_generate"),
+    ("signal", "signal_deliver"),
+    ("syscalls", "sys_enter_kill"),
+    ("sched", "sched_process_exit"),
+    ("oom", "mark_victim"),
+)
 
-def collect(config: TraceConfig | None = None) -> dict:
-    config = config or TraceConfig()
+
+def collect(config: TraceConfig) -> dict:
     out: dict = {
         "schema": SCHEMA,
         "type": "doctor",
@@ -23,16 +33,10 @@ def collect(config: TraceConfig | None = None) -> dict:
         out["backends"][name] = [
             {"check": what, "ok": ok, "detail": detail} for what, ok, detail in cls.probe(config)
         ]
-    tp = {}
-    for cat, name in (
-        ("signal", "signal_generate"),
-        ("signal", "signal_deliver"),
-        ("syscalls", "sys_enter_kill"),
-        ("sched", "sched_process_exit"),
-        ("oom", "mark_victim"),
-    ):
-        tp[f"{cat}:{name}"] = features.tracepoint(cat, name, config.sys_root).ok
-    out["tracepoints"] = tp
+    out["tracepoints"] = {
+        f"{cat}:{name}": features.tracepoint(cat, name, config.sys_root).ok
+        for cat, name in TRACEPOINTS
+    }
     try:
         cls, why = select("auto", config)
         out["auto"] = {"backend": cls.name, "why": why}
@@ -41,8 +45,7 @@ def collect(config: TraceConfig | None = None) -> dict:
     return out
 
 
-def report(fmt: str, stream: TextIO, config: TraceConfig | None = None) -> None:
-    info = collect(config)
+def report(info: dict, fmt: str, stream: TextIO) -> None:
     if fmt == "jsonl":
         stream.write(json.dumps(info) + "\n")
         return
@@ -57,3 +60,14 @@ def report(fmt: str, stream: TextIO, config: TraceConfig | None = None) -> None:
         stream.write(f"  [{'x' if ok else ' '}] {tp}\n")
     auto = info["auto"]
     stream.write(f"auto: {auto['backend'] or 'none'}: {auto['why']}\n")
+
+
+@click.command(epilog="\b\nExamples:\n  sudo sigtrace doctor\n  sigtrace doctor --format jsonl")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
+)
+@click.option("--proc-root", envvar="SIGTRACE_PROC_ROOT", default="/proc", show_default=True)
+@click.option("--sys-root", envvar="SIGTRACE_SYS_ROOT", default="/sys", show_default=True)
+def doctor(fmt: str, proc_root: str, sys_root: str) -> None:
+    """Kernel features, privileges, and which backend would run and why."""
+    report(collect(TraceConfig(proc_root=proc_root, sys_root=sys_root)), fmt, sys.stdout)

@@ -1,0 +1,1 @@
+"""One module per subcommand; `options.py` holds what the trace and daemon commands share."""

@@ -1,0 +1,76 @@
+"""The tracing options shared by `sigtrace` itself and `sigtrace daemon`, and the config
+they build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from sigtrace import signals
+from sigtrace.config import TraceConfig
+from sigtrace.errors import UsageError
+
+BACKENDS = ["auto", "core"]
+
+
+def trace_options(fn: Callable) -> Callable:
+    decorators = [
+        click.option(
+            "--pid",
+            "pids",
+            type=int,
+            multiple=True,
+            metavar="PID",
+            help="Only signals sent by or to this process or thread (repeatable).",
+        ),
+        click.option(
+            "--signal",
+            "-s",
+            "sigs",
+            multiple=True,
+            metavar="SIG",
+            help="TERM, SIGTERM, 15, RTMIN+n or all (repeatable, or comma-separated). "
+            "Default: TERM, KILL, INT, QUIT, HUP.",
+        ),
+        click.option(
+            "--backend",
+            type=click.Choice(BACKENDS),
+            default="auto",
+            show_default=True,
+            help="How to trace; auto picks one and says why.",
+        ),
+        click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log."),
+        click.option(
+            "--proc-root",
+            envvar="SIGTRACE_PROC_ROOT",
+            default="/proc",
+            show_default=True,
+            help="The host's /proc (a DaemonSet mounts it elsewhere).",
+        ),
+        click.option(
+            "--sys-root",
+            envvar="SIGTRACE_SYS_ROOT",
+            default="/sys",
+            show_default=True,
+            help="The host's /sys (BTF, tracefs, cgroups).",
+        ),
+    ]
+    for d in reversed(decorators):
+        fn = d(fn)
+    return fn
+
+
+def make_config(
+    pids: tuple[int, ...], sigs: tuple[str, ...], verbose: bool, proc_root: str, sys_root: str
+) -> TraceConfig:
+    for p in pids:
+        if p <= 0:
+            raise UsageError(f"--pid takes a positive process id, not {p}")
+    return TraceConfig(
+        signals=signals.parse_specs(sigs),
+        pids=tuple(pids),
+        verbose=verbose,
+        proc_root=proc_root,
+        sys_root=sys_root,
+    )
