@@ -1,0 +1,1 @@
+"""Container identity: which container and pod a host process is in (cgroups → runtime records)."""

@@ -1,0 +1,111 @@
+"""containerd and CRI-O readers on fake state directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sigtrace.containers.containerd import ContainerdBundles
+from sigtrace.containers.crio import CrioStorage
+from sigtrace.containers.records import PodRef
+from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+
+CID, SID = "c" * 64, "5" * 64
+UID = "11111111-2222-4333-8444-555555555555"
+
+
+def cri_bundle(root: Path, ns: str, cid: str, annotations: dict, pid: str) -> None:
+    d = root / ns / cid
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": annotations}))
+    (d / "init.pid").write_text(pid)
+
+
+@pytest.fixture
+def containerd_root(tmp_path: Path) -> Path:
+    base = {
+        "io.kubernetes.cri.sandbox-name": "web-7d9f",
+        "io.kubernetes.cri.sandbox-namespace": "shop",
+        "io.kubernetes.cri.sandbox-uid": UID,
+    }
+    cri_bundle(
+        tmp_path,
+        "k8s.io",
+        CID,
+        base
+        | {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": "nginx",
+            "io.kubernetes.cri.image-name": "docker.io/library/nginx:1.27",
+        },
+        "4242\n",
+    )
+    cri_bundle(tmp_path, "k8s.io", SID, base | {"io.kubernetes.cri.container-type": "sandbox"}, "")
+    cri_bundle(tmp_path, "moby", "d" * 64, {}, "77")
+    (tmp_path / "k8s.io" / "broken").mkdir()
+    return tmp_path
+
+
+def test_containerd_container(containerd_root: Path) -> None:
+    c = ContainerdBundles(str(containerd_root)).inspect(CID)
+    assert (c.name, c.runtime, c.image, c.pid, c.sandbox) == (
+        "nginx",
+        "containerd",
+        "docker.io/library/nginx:1.27",
+        4242,
+        False,
+    )
+    assert c.pod == PodRef("web-7d9f", "shop", UID, "nginx")
+
+
+def test_containerd_sandbox(containerd_root: Path) -> None:
+    s = ContainerdBundles(str(containerd_root)).inspect(SID)
+    assert (s.name, s.pid, s.sandbox, s.pod) == (
+        "web-7d9f",
+        0,
+        True,
+        PodRef("web-7d9f", "shop", UID),
+    )
+
+
+def test_containerd_list_and_namespaces(containerd_root: Path) -> None:
+    assert len(ContainerdBundles(str(containerd_root)).list_containers()) == 3
+    only = ContainerdBundles(str(containerd_root), namespaces=("moby",)).list_containers()
+    assert [(c.id, c.name, c.pid) for c in only] == [("d" * 64, None, 77)]
+
+
+def test_containerd_errors(containerd_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ContainerNotFound):
+        ContainerdBundles(str(containerd_root)).inspect("../moby/" + "d" * 64)
+    with pytest.raises(RuntimeUnavailable) as err:
+        ContainerdBundles(str(tmp_path / "nope")).list_containers()
+    assert "\n" not in err.value.message
+
+
+def test_crio(tmp_path: Path) -> None:
+    ud = tmp_path / CID / "userdata"
+    ud.mkdir(parents=True)
+    ann = {
+        "io.kubernetes.pod.name": "web-7d9f",
+        "io.kubernetes.pod.namespace": "shop",
+        "io.kubernetes.pod.uid": UID,
+        "io.kubernetes.container.name": "nginx",
+        "io.kubernetes.cri-o.ContainerType": "container",
+        "io.kubernetes.cri-o.ImageName": "docker.io/library/nginx:1.27",
+    }
+    (ud / "config.json").write_text(json.dumps({"annotations": ann}))
+    (ud / "pidfile").write_text("31337")
+    c = CrioStorage(str(tmp_path)).inspect(CID)
+    assert (c.name, c.runtime, c.pid, c.pod) == (
+        "nginx",
+        "cri-o",
+        31337,
+        PodRef("web-7d9f", "shop", UID, "nginx"),
+    )
+    assert [x.id for x in CrioStorage(str(tmp_path)).list_containers()] == [CID]
+    with pytest.raises(ContainerNotFound):
+        CrioStorage(str(tmp_path)).inspect("5" * 64)
+    with pytest.raises(RuntimeUnavailable):
+        CrioStorage(str(tmp_path / "nope")).inspect(CID)
