@@ -12,6 +12,10 @@ class TraceConfig:
     signals: frozenset[int] = frozenset(signals.DEFAULT_SIGNALS)
     pids: tuple[int, ...] = ()
     cgroup_ids: tuple[int, ...] = ()
+    # --container / --pod: resolved to cgroup ids at start, and followed (--wait, restarts).
+    containers: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+    wait: bool = False
     ringbuf_bytes: int = 4 << 20
     verbose: bool = False
     # Where the host's files are: a DaemonSet mounts them elsewhere.
@@ -24,4 +28,10 @@ class TraceConfig:
             "signals": [signals.name(s) for s in sorted(self.signals)],
             "pids": list(self.pids),
             "cgroup_ids": list(self.cgroup_ids),
+            "containers": list(self.containers),
+            "pods": list(self.pods),
         }
+
+    @property
+    def filters_cgroups(self) -> bool:
+        return bool(self.cgroup_ids or self.containers or self.pods)

@@ -32,13 +32,14 @@ class Session:
         on_ready: Callable[[], None] | None = None,
         raw: BinaryIO | None = None,
         stamp: dict | None = None,
+        describer: ProcessDescriber | None = None,
     ) -> None:
         self.backend = backend
         self.writer = writer
         self.why = why
         self.stamp = stamp or {}
         self.clock = Clock()
-        self.describer = ProcessDescriber(Procfs(backend.config.proc_root))
+        self.describer = describer or ProcessDescriber(Procfs(backend.config.proc_root))
         self.correlator = Correlator(self.clock.iso, self.describer)
         self.observers: list[Callable[[dict], None]] = []
         self.stopping = False
@@ -46,6 +47,9 @@ class Session:
         self.lost_reported = 0
         self.on_ready = on_ready
         self._deferred: list[Callable[[], None]] = []
+        # (interval s, fn): housekeeping run from the loop, e.g. following containers
+        self.tickers: list[tuple[float, Callable[[], None]]] = []
+        self._next_tick: dict[int, float] = {}
         self.raw = RawWriter(raw, self.clock.offset_ns) if raw is not None else None
         if self.raw is not None:
             backend.raw_sink = self.raw.write
@@ -126,6 +130,14 @@ class Session:
                 self.writer.flush()
             while self._deferred:
                 self._deferred.pop(0)()
+            self._tick()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for i, (interval, fn) in enumerate(self.tickers):
+            if now >= self._next_tick.get(i, 0.0):
+                self._next_tick[i] = now + interval
+                fn()
 
     def _finish(self) -> None:
         drain = getattr(self.backend, "drain", None)

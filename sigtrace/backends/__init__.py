@@ -48,6 +48,10 @@ class Backend(ABC):
     def cannot_see(self) -> list[str]:
         return []
 
+    def add_cgroup_ids(self, ids: set[int]) -> None:
+        """Widen the cgroup filter while tracing (a container started or restarted)."""
+        raise NotImplementedError
+
 
 def registry() -> dict[str, type[Backend]]:
     from sigtrace.backends.core import CoreBackend

@@ -79,7 +79,7 @@ class CoreBackend(Backend):
             {
                 "sig_mask": signals.mask_of(cfg.signals),
                 "filter_pids": int(bool(cfg.pids)),
-                "filter_cgroups": int(bool(cfg.cgroup_ids)),
+                "filter_cgroups": int(cfg.filters_cgroups),
             }
         )
         obj.set_max_entries("events", _pow2_pages(cfg.ringbuf_bytes))
@@ -109,6 +109,12 @@ class CoreBackend(Backend):
             obj.update("pid_filter", struct.pack("=I", pid), one)
         for cg in self.config.cgroup_ids:
             obj.update("cgroup_filter", struct.pack("=Q", cg), one)
+
+    def add_cgroup_ids(self, ids: set[int]) -> None:
+        if self.obj is None:
+            raise BackendError("backend is not open")
+        for cg in ids:
+            self.obj.update("cgroup_filter", struct.pack("=Q", cg), b"\x01")
 
     def _on_record(self, data: bytes) -> None:
         self._count += 1

@@ -50,17 +50,16 @@ def daemon(
     **opts: object,
 ) -> None:
     """Trace host-wide until SIGTERM/SIGINT, writing JSONL for log pipelines."""
-    from sigtrace.backends import select
     from sigtrace.output.jsonl import JsonlWriter
     from sigtrace.output.reopen import ReopeningFile
-    from sigtrace.session import Session
+    from sigtrace.runner import build_session
 
     config = make_config(**opts)  # type: ignore[arg-type]
-    cls, why = select(backend, config)
-    click.echo(f"sigtrace daemon: {why}", err=True)
     node = node_name or socket.gethostname()
     stream = ReopeningFile(output) if output else sys.stdout
-    session = Session(cls(config), JsonlWriter(stream), why=why, stamp={"node": node})
+    session = build_session(
+        config, backend, JsonlWriter(stream), log_prefix="sigtrace daemon", stamp={"node": node}
+    )
     if output:
         signal.signal(signal.SIGHUP, lambda *_: session.defer(stream.reopen))
     metrics = None

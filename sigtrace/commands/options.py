@@ -34,6 +34,27 @@ def trace_options(fn: Callable) -> Callable:
             "Default: TERM, KILL, INT, QUIT, HUP.",
         ),
         click.option(
+            "--container",
+            "-c",
+            "containers",
+            multiple=True,
+            metavar="NAME|ID",
+            help="Only signals sent by or to this container: name, id or id prefix (repeatable).",
+        ),
+        click.option(
+            "--pod",
+            "pods",
+            multiple=True,
+            metavar="[NAMESPACE/]NAME",
+            help="Only signals sent by or to this Kubernetes pod's containers (repeatable).",
+        ),
+        click.option(
+            "--wait",
+            is_flag=True,
+            help="Wait for --container/--pod to appear instead of failing; "
+            "follow restarts either way.",
+        ),
+        click.option(
             "--backend",
             type=click.Choice(BACKENDS),
             default="auto",
@@ -62,7 +83,14 @@ def trace_options(fn: Callable) -> Callable:
 
 
 def make_config(
-    pids: tuple[int, ...], sigs: tuple[str, ...], verbose: bool, proc_root: str, sys_root: str
+    pids: tuple[int, ...],
+    sigs: tuple[str, ...],
+    verbose: bool,
+    proc_root: str,
+    sys_root: str,
+    containers: tuple[str, ...] = (),
+    pods: tuple[str, ...] = (),
+    wait: bool = False,
 ) -> TraceConfig:
     for p in pids:
         if p <= 0:
@@ -73,4 +101,7 @@ def make_config(
         verbose=verbose,
         proc_root=proc_root,
         sys_root=sys_root,
+        containers=tuple(containers),
+        pods=tuple(pods),
+        wait=wait,
     )

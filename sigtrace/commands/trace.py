@@ -7,8 +7,6 @@ import sys
 from contextlib import nullcontext
 from typing import TextIO
 
-import click
-
 from sigtrace.config import TraceConfig
 
 
@@ -20,13 +18,9 @@ def run_trace(
     duration: float | None,
     save_raw: str | None,
 ) -> None:
-    from sigtrace.backends import select
     from sigtrace.output import make_writer
-    from sigtrace.session import Session
+    from sigtrace.runner import build_session
 
-    cls, why = select(backend, config)
-    if config.verbose or backend == "auto":
-        click.echo(f"sigtrace: {why}", err=True)
     stream: TextIO = open(output, "w", buffering=1 << 16) if output else sys.stdout  # noqa: SIM115
     try:
         if fmt is None:
@@ -34,7 +28,7 @@ def run_trace(
         color = fmt == "text" and stream.isatty() and "NO_COLOR" not in os.environ
         writer = make_writer(fmt, stream, color=color)
         with open(save_raw, "wb") if save_raw else nullcontext() as raw:
-            Session(cls(config), writer, why=why, raw=raw).run(duration)
+            build_session(config, backend, writer, raw=raw).run(duration)
     finally:
         if output:
             stream.close()

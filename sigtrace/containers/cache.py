@@ -127,6 +127,20 @@ class ContainerCache:
             return [self._complete(c, readers[id(c)]) for c in matches]
         raise ContainerNotFound(_not_found(query, [c for c, _ in listed], failures))
 
+    def pod_members(self, namespace: str | None, name: str) -> list[RuntimeContainer]:
+        """Every container (sandbox included) of the pods with this name (in this namespace)."""
+        listed, failures = self._list_all()
+        if not listed and failures:
+            raise RuntimeUnavailable("cannot list containers: " + "; ".join(failures))
+        found = [
+            self._complete(c, r)
+            for c, r in listed
+            if c.pod is not None
+            and c.pod.name == name
+            and (namespace is None or c.pod.namespace == namespace)
+        ]
+        return found
+
     def _list_all(self) -> tuple[list[tuple[RuntimeContainer, Reader]], list[str]]:
         """Every container once (the first reader to list an id wins), and what failed."""
         seen: set[str] = set()

@@ -1,0 +1,120 @@
+"""--container / --pod: what the user named → the cgroup ids the kernel filters on.
+
+Follows its containers: with --wait a name that does not exist yet is looked up again until it
+does, and a container restarted under the same name or id (a new cgroup) is picked up again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sigtrace.containers.cache import ContainerCache
+from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_path import parse_proc_cgroup
+from sigtrace.containers.records import RuntimeContainer
+from sigtrace.errors import ContainerNotFound, UsageError
+from sigtrace.procfs import Procfs
+
+
+def parse_pod(text: str) -> tuple[str | None, str]:
+    ns, sep, name = text.strip().rpartition("/")
+    if not name or (sep and not ns):
+        raise UsageError(f"--pod takes [NAMESPACE/]NAME, not {text!r}")
+    return (ns or None), name
+
+
+@dataclass
+class Selection:
+    """One --container or --pod argument and what it matched so far."""
+
+    kind: str  # "container" | "pod"
+    query: str
+    matched: dict[str, int] = field(default_factory=dict)  # container id -> pid seen
+
+    def label(self) -> str:
+        return f"{self.kind} {self.query}"
+
+
+class ContainerSelector:
+    def __init__(
+        self,
+        cache: ContainerCache,
+        cgroups: CgroupIds,
+        procfs: Procfs,
+        containers: tuple[str, ...],
+        pods: tuple[str, ...],
+        wait: bool,
+    ) -> None:
+        self.cache = cache
+        self.cgroups = cgroups
+        self.procfs = procfs
+        self.wait = wait
+        self.selections = [Selection("container", q) for q in containers]
+        self.selections += [Selection("pod", q) for q in pods]
+        for q in pods:
+            parse_pod(q)
+        self.ids: set[int] = set()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.selections)
+
+    def initial(self) -> set[int]:
+        """Resolve everything once; without --wait, a name that matches nothing is an error."""
+        for sel in self.selections:
+            try:
+                self._refresh(sel)
+            except ContainerNotFound:
+                if not self.wait:
+                    raise
+            if not sel.matched and not self.wait:
+                raise ContainerNotFound(
+                    f"{sel.label()} has no running process to trace (start it, or use --wait)"
+                )
+        return set(self.ids)
+
+    def poll(self) -> set[int]:
+        """New cgroup ids since the last call: containers that appeared or restarted."""
+        before = set(self.ids)
+        for sel in self.selections:
+            try:
+                self._refresh(sel)
+            except ContainerNotFound:
+                continue  # gone for now; --wait or a restart may bring it back
+        return self.ids - before
+
+    def _matches(self, sel: Selection) -> list[RuntimeContainer]:
+        if sel.kind == "pod":
+            ns, name = parse_pod(sel.query)
+            found = self.cache.pod_members(ns, name)
+            if not found:
+                where = f" in namespace {ns}" if ns else ""
+                raise ContainerNotFound(f"no pod {name!r}{where}")
+            return found
+        return self.cache.resolve(sel.query)
+
+    def _refresh(self, sel: Selection) -> None:
+        for c in self._matches(sel):
+            if c.pid <= 0 or sel.matched.get(c.id) == c.pid:
+                continue  # not running, or nothing new since last time
+            ids = self.cgroup_ids_of(c.pid)
+            if ids:
+                sel.matched[c.id] = c.pid
+                self.ids |= ids
+
+    def cgroup_ids_of(self, pid: int) -> set[int]:
+        raw = self.procfs.read(pid, "cgroup")
+        if not raw:
+            return set()
+        info = parse_proc_cgroup(raw.decode("utf-8", "backslashreplace"))
+        out = set()
+        for path, hierarchy in ((info.v2_path, "v2"), (info.v1_paths.get("pids"), "v1pids")):
+            if path and path != "/" and (i := self.cgroups.id_of(path, hierarchy)) is not None:
+                out.add(i)
+        return out
+
+    def describe(self) -> list[dict]:
+        return [
+            {"kind": s.kind, "query": s.query, "matched": sorted(s.matched)}
+            for s in self.selections
+        ]

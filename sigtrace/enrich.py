@@ -1,0 +1,84 @@
+"""Names for the processes in records: cmdline from /proc, container and pod from the cgroup
+ids the kernel side recorded. The edge where runtimes are asked; never blocks tracing on one
+being down (the cache remembers failures, and a record without a name still has the id).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sigtrace import wire
+from sigtrace.containers.cache import ContainerCache
+from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
+from sigtrace.containers.containerd import ContainerdBundles
+from sigtrace.containers.crio import CrioStorage
+from sigtrace.containers.docker import DockerClient
+from sigtrace.containers.records import RuntimeContainer
+from sigtrace.procfs import ProcessDescriber, Procfs
+
+
+def default_cache() -> ContainerCache:
+    return ContainerCache([DockerClient(), ContainerdBundles(), CrioStorage()])
+
+
+def container_object(c: RuntimeContainer) -> dict:
+    out: dict = {"id": c.id, "name": c.name, "runtime": c.runtime, "image": c.image}
+    if c.pod is not None:
+        out["pod"] = {
+            "name": c.pod.name,
+            "namespace": c.pod.namespace,
+            "uid": c.pod.uid,
+            "container": c.pod.container,
+        }
+    return out
+
+
+class ContainerResolver:
+    """Task → ContainerRef, by cgroup id (cached: ids are not reused while we run)."""
+
+    def __init__(self, cgroups: CgroupIds, procfs: Procfs, max_cached: int = 16384) -> None:
+        self.cgroups = cgroups
+        self.procfs = procfs
+        self._refs: OrderedDict[tuple[int, int], ContainerRef | None] = OrderedDict()
+        self.max_cached = max_cached
+
+    def ref_of(self, task: wire.Task) -> ContainerRef | None:
+        key = (task.cgroup_id, task.cgroup_v1_id)
+        try:
+            return self._refs[key]
+        except KeyError:
+            pass
+        ref = self._resolve(task)
+        self._refs[key] = ref
+        if len(self._refs) > self.max_cached:
+            self._refs.popitem(last=False)
+        return ref
+
+    def _resolve(self, task: wire.Task) -> ContainerRef | None:
+        for cg_id, hierarchy in ((task.cgroup_id, "v2"), (task.cgroup_v1_id, "v1pids")):
+            if cg_id <= 1:  # 0: not recorded; 1: a hierarchy's root, the host
+                continue
+            path = self.cgroups.path_of(cg_id, hierarchy)  # type: ignore[arg-type]
+            if path is not None:
+                return container_from_path(path)
+        # The cgroup directory is gone already (a container that just stopped): ask /proc.
+        raw = self.procfs.read(task.pid, "cgroup")
+        if raw:
+            return parse_proc_cgroup(raw.decode("utf-8", "backslashreplace")).container
+        return None
+
+
+class ContainerDescriber(ProcessDescriber):
+    """`describe` with `container` (and its `pod`) on every process object."""
+
+    def __init__(self, procfs: Procfs, resolver: ContainerResolver, cache: ContainerCache) -> None:
+        super().__init__(procfs)
+        self.resolver = resolver
+        self.cache = cache
+
+    def __call__(self, task: wire.Task, role: str) -> dict:
+        out = super().__call__(task, role)
+        ref = self.resolver.ref_of(task)
+        out["container"] = container_object(self.cache.lookup(ref)) if ref else None
+        return out

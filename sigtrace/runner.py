@@ -1,0 +1,73 @@
+"""Assembles a run from a config: backend choice, how processes are named, which containers
+are followed. Shared by `sigtrace` and `sigtrace daemon`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import BinaryIO
+
+import click
+
+from sigtrace.config import TraceConfig
+from sigtrace.containers.cache import ContainerCache
+from sigtrace.output import Writer
+from sigtrace.procfs import Procfs
+from sigtrace.session import Session
+
+FOLLOW_INTERVAL_S = 0.5
+EXPIRE_INTERVAL_S = 1.0
+
+
+def build_session(
+    config: TraceConfig,
+    backend_name: str,
+    writer: Writer,
+    *,
+    log_prefix: str = "sigtrace",
+    raw: BinaryIO | None = None,
+    stamp: dict | None = None,
+) -> Session:
+    from sigtrace.backends import select
+    from sigtrace.containers.cgroup_ids import CgroupIds
+    from sigtrace.containers.select import ContainerSelector
+    from sigtrace.enrich import ContainerDescriber, ContainerResolver, default_cache
+
+    procfs = Procfs(config.proc_root)
+    cgroups = CgroupIds(sys_root=config.sys_root)
+    cache = default_cache()
+    selector = ContainerSelector(
+        cache, cgroups, procfs, config.containers, config.pods, config.wait
+    )
+    if selector.active:
+        ids = selector.initial()
+        config = dataclasses.replace(config, cgroup_ids=tuple(sorted(ids)))
+        if not ids:
+            click.echo(
+                f"{log_prefix}: waiting for {', '.join(s.label() for s in selector.selections)}",
+                err=True,
+            )
+    cls, why = select(backend_name, config)
+    click.echo(f"{log_prefix}: {why}", err=True)
+    backend = cls(config)
+    describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
+    session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
+    session.observers.append(lambda rec: _forget_dead_container(cache, rec))
+    session.tickers.append((EXPIRE_INTERVAL_S, cache.expire))
+    if selector.active:
+
+        def follow() -> None:
+            new = selector.poll()
+            if new:
+                backend.add_cgroup_ids(new)
+                click.echo(f"{log_prefix}: following {len(new)} new cgroup(s)", err=True)
+
+        session.tickers.append((FOLLOW_INTERVAL_S, follow))
+    return session
+
+
+def _forget_dead_container(cache: ContainerCache, rec: dict) -> None:
+    """A container's PID 1 exited: keep its name for the grace period, then drop it."""
+    if rec.get("type") == "exit":
+        proc = rec["process"]
+        if proc.get("pid1") and proc.get("container"):
+            cache.mark_gone(proc["container"]["id"])
