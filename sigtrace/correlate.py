@@ -37,7 +37,7 @@ def basic_process(task: wire.Task, role: str = "process") -> dict:
         "tid": task.tid,
         "ns_pid": task.ns_pid,
         "comm": task.comm,
-        "pid1": task.ns_pid == 1,
+        "pid1": None if task.ns_pid is None else task.ns_pid == 1,
         "uid": task.uid,
     }
 
@@ -140,6 +140,8 @@ class Correlator:
             "ptraced": bool(g.flags & wire.F_PTRACED),
         }
         out["si_pid"] = g.si_pid if g.info_kind == wire.INFO_PTR else None
+        if g.derived:
+            out["derived"] = list(g.derived)
         return out
 
     def _failed(self, sc: wire.Syscall) -> Out:
@@ -180,6 +182,8 @@ class Correlator:
         out["target"] = self.describe(d.task, "target")
         out["action"] = act.action
         out["reported_as"] = signals.name(act.reported_as) if act.reported_as else None
+        if d.derived:
+            out["derived"] = list(d.derived)
         return out
 
     def _exit(self, e: wire.Exit) -> Out:

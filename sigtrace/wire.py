@@ -149,6 +149,9 @@ class Generate(NamedTuple):
     flags: int
     sender: Task
     target: Task
+    # Fields a backend took from /proc at event time instead of from the kernel's own state
+    # (tracefs, BCC, ptrace); empty for CO-RE. Unknown values are None, never guessed.
+    derived: tuple[str, ...] = ()
 
 
 class Deliver(NamedTuple):
@@ -162,6 +165,7 @@ class Deliver(NamedTuple):
     group_exit_code: int
     flags: int
     task: Task
+    derived: tuple[str, ...] = ()
 
 
 class Syscall(NamedTuple):
