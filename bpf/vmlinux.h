@@ -176,6 +176,15 @@ struct trace_event_raw_sys_exit {
 	long ret;
 };
 
+/* x86-64 registers at syscall entry/exit; the ___x86 flavour is matched to pt_regs. */
+struct pt_regs___x86 {
+	unsigned long r10;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+};
+
 #pragma clang attribute pop
 
 /* Relocated by value at load time: the controller's index differs between kernels. */

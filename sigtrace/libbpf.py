@@ -234,10 +234,13 @@ class BpfObject:
             return 0
         return sum(vals)
 
-    def close(self) -> None:
+    def detach(self) -> None:
         for link in self.links:
             self.lib.bpf_link__destroy(link)
         self.links.clear()
+
+    def close(self) -> None:
+        self.detach()
         if self.obj:
             self.lib.bpf_object__close(self.obj)
             self.obj = None
@@ -247,18 +250,35 @@ class RingBuffer:
     """libbpf's ring_buffer over one map; `on_record(bytes)` runs for each record.
 
     The ctypes callback object is held by this instance for the buffer's whole life:
-    freeing it while libbpf still points at it would crash the process.
+    freeing it while libbpf still points at it would crash the process. libbpf consumes for
+    as long as the kernel produces, so under a flood one poll would never return: after
+    `budget` records, or once `should_stop()` says so, the callback returns -1, which makes
+    libbpf store the consumer position and return (the record in hand is already handled).
     """
 
-    def __init__(self, libbpf: Libbpf, map_fd: int, on_record: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        libbpf: Libbpf,
+        map_fd: int,
+        on_record: Callable[[bytes], None],
+        should_stop: Callable[[], bool] = lambda: False,
+        budget: int = 8192,
+    ) -> None:
         self.lib = libbpf.lib
         self._error: BaseException | None = None
+        self._taken = 0
+        self._yielded = False
+        self.budget = budget
 
         def sample(_ctx: int, data: int, size: int) -> int:
             try:
                 on_record(ctypes.string_at(data, size))
             except BaseException as exc:  # stop polling and re-raise outside C
                 self._error = exc
+                return -1
+            self._taken += 1
+            if self._taken >= self.budget or should_stop():
+                self._yielded = True
                 return -1
             return 0
 
@@ -271,22 +291,26 @@ class RingBuffer:
     def fileno(self) -> int:
         return self.lib.ring_buffer__epoll_fd(self.rb)
 
-    def poll(self, timeout_ms: int) -> int:
-        n = self.lib.ring_buffer__poll(self.rb, timeout_ms)
-        self._reraise()
-        if n < 0 and n != -errno.EINTR:
-            raise BackendError(f"polling the ring buffer: {os.strerror(-n)}")
-        return max(n, 0)
-
-    def consume(self) -> int:
-        n = self.lib.ring_buffer__consume(self.rb)
-        self._reraise()
-        return max(n, 0)
-
-    def _reraise(self) -> None:
+    def _run(self, fn: Callable[[], int]) -> int:
+        self._taken = 0
+        self._yielded = False
+        n = fn()
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+        if self._yielded:
+            return self._taken
+        if n < 0 and n != -errno.EINTR:
+            raise BackendError(f"reading the ring buffer: {os.strerror(-n)}")
+        return self._taken
+
+    def poll(self, timeout_ms: int) -> int:
+        """Records handed over within timeout_ms (at most `budget`)."""
+        return self._run(lambda: self.lib.ring_buffer__poll(self.rb, timeout_ms))
+
+    def consume(self) -> int:
+        """Records already in the buffer, without waiting (at most `budget` per call)."""
+        return self._run(lambda: self.lib.ring_buffer__consume(self.rb))
 
     def close(self) -> None:
         if self.rb:

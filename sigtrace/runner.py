@@ -4,6 +4,7 @@ are followed. Shared by `sigtrace` and `sigtrace daemon`."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from typing import BinaryIO
 
 import click
@@ -16,6 +17,7 @@ from sigtrace.session import Session
 
 FOLLOW_INTERVAL_S = 0.5
 EXPIRE_INTERVAL_S = 1.0
+STORY_INTERVAL_S = 0.25
 
 
 def build_session(
@@ -53,6 +55,7 @@ def build_session(
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
     session.observers.append(lambda rec: _forget_dead_container(cache, rec))
     session.tickers.append((EXPIRE_INTERVAL_S, cache.expire))
+    _add_stories(session, cache, config)
     if selector.active:
 
         def follow() -> None:
@@ -63,6 +66,42 @@ def build_session(
 
         session.tickers.append((FOLLOW_INTERVAL_S, follow))
     return session
+
+
+def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -> None:
+    """Termination stories: verdict records out through the session, the rest at the end."""
+    from sigtrace.stories import StoryTracker
+
+    tracker = StoryTracker(_StopSignals(cache), traced=config.signals)
+
+    def emit(verdicts: list[dict]) -> None:
+        for v in verdicts:
+            session.emit_extra(v)
+
+    session.observers.append(lambda rec: emit(tracker.feed(rec)))
+    session.tickers.append((STORY_INTERVAL_S, lambda: emit(tracker.poll(session.clock.now_iso()))))
+    session.on_finish.append(lambda: emit(tracker.flush()))
+
+
+class _StopSignals(Mapping[str, int]):
+    """Container id -> its image's stop signal, from the runtime record the cache holds."""
+
+    def __init__(self, cache: ContainerCache) -> None:
+        self.cache = cache
+
+    def __getitem__(self, cid: str) -> int:
+        from sigtrace.stories import stop_signal_number
+
+        signo = stop_signal_number(self.cache.get(cid).stop_signal)
+        if signo is None:
+            raise KeyError(cid)
+        return signo
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())  # looked up one id at a time, never listed
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _forget_dead_container(cache: ContainerCache, rec: dict) -> None:

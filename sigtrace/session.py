@@ -42,6 +42,8 @@ class Session:
         self.describer = describer or ProcessDescriber(Procfs(backend.config.proc_root))
         self.correlator = Correlator(self.clock.iso, self.describer)
         self.observers: list[Callable[[dict], None]] = []
+        # run after the last kernel record, before the stop record (e.g. flush verdicts)
+        self.on_finish: list[Callable[[], None]] = []
         self.stopping = False
         self.live = False
         self.lost_reported = 0
@@ -56,6 +58,7 @@ class Session:
 
     def stop(self, *_args: object) -> None:
         self.stopping = True
+        self.backend.stopping = True
 
     def defer(self, fn: Callable[[], None]) -> None:
         """Run fn from the main loop (a signal handler must not touch the output midway)."""
@@ -67,6 +70,10 @@ class Session:
         self.writer.write(rec)
         for observe in self.observers:
             observe(rec)
+
+    def emit_extra(self, rec: dict) -> None:
+        """A record an observer made from other records (a verdict): out like the rest."""
+        self._out(rec)
 
     def _emit(self, rec: wire.Record) -> None:
         for out in self.correlator.feed(rec):
@@ -146,6 +153,8 @@ class Session:
         for out in self.correlator.flush(None):
             self._out(out)
         self._check_lost()
+        for fn in self.on_finish:
+            fn()
         self._out(
             {
                 "schema": SCHEMA,

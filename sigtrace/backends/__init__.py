@@ -11,7 +11,13 @@ from collections.abc import Callable
 
 from sigtrace import wire
 from sigtrace.config import TraceConfig
-from sigtrace.errors import SigtraceError, UsageError
+from sigtrace.errors import (
+    KernelFeatureError,
+    LibraryError,
+    PrivilegeError,
+    SigtraceError,
+    UsageError,
+)
 
 Emit = Callable[[wire.Record], None]
 
@@ -23,6 +29,8 @@ class Backend(ABC):
         self.config = config
         # Gets each record's raw bytes before decoding, where the backend has them (--save-raw).
         self.raw_sink: Callable[[bytes], None] | None = None
+        # Set when the run must end (SIGTERM): a backend stops handing over records promptly.
+        self.stopping = False
 
     @classmethod
     @abstractmethod
@@ -75,25 +83,27 @@ def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
         cls = backends.get(cand)
         if cls is None:
             continue
-        failed = [f"{what}: {detail}" for what, ok, detail in cls.probe(config) if not ok]
+        failed = [(what, detail) for what, ok, detail in cls.probe(config) if not ok]
         if not failed:
             why = f"backend {cand}: all probes passed"
             if skipped:
                 why += "; skipped " + "; ".join(skipped)
             return cls, why
-        skipped.append(f"{cand} ({failed[0]})")
+        skipped.append(f"{cand} ({failed[0][0]}: {failed[0][1]})")
         if first_error is None:
-            first_error = error_for(failed[0])
+            first_error = error_for(*failed[0])
     assert first_error is not None
     first_error.message = "no backend can run here: " + "; ".join(skipped)
     raise first_error
 
 
-def error_for(detail: str) -> SigtraceError:
-    from sigtrace.errors import KernelFeatureError, LibraryError, PrivilegeError
+# A failed probe's name decides the exit code; its wording does not.
+_PROBE_ERRORS: dict[str, type[SigtraceError]] = {
+    "privileges": PrivilegeError,
+    "libbpf": LibraryError,
+    "bcc": LibraryError,
+}
 
-    if "root" in detail or "CAP_" in detail:
-        return PrivilegeError(detail)
-    if "libbpf" in detail or "module" in detail:
-        return LibraryError(detail)
-    return KernelFeatureError(detail)
+
+def error_for(what: str, detail: str) -> SigtraceError:
+    return _PROBE_ERRORS.get(what, KernelFeatureError)(detail)

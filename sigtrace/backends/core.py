@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 
-from sigtrace import features, signals, wire
+from sigtrace import features, signals, syscalls, wire
 from sigtrace.backends import Backend, Emit, error_for
 from sigtrace.config import TraceConfig
 from sigtrace.errors import BackendError
@@ -57,9 +57,9 @@ class CoreBackend(Backend):
         self._count = 0
 
     def open(self) -> None:
-        for _what, ok, detail in self.probe(self.config):
+        for what, ok, detail in self.probe(self.config):
             if not ok:
-                raise error_for(detail)
+                raise error_for(what, detail)
         lib = Libbpf(verbose=self.config.verbose)
         obj = BpfObject(lib, object_path())
         self.obj = obj
@@ -68,36 +68,43 @@ class CoreBackend(Backend):
             obj.load()
             self._fill_filters(obj)
             obj.attach_all()
-            self.rb = RingBuffer(lib, obj.map_fd("events"), self._on_record)
+            self.rb = RingBuffer(
+                lib, obj.map_fd("events"), self._on_record, should_stop=lambda: self.stopping
+            )
         except BaseException:
             self.close()
             raise
 
     def _configure(self, lib: Libbpf, obj: BpfObject) -> None:
         cfg = self.config
-        obj.set_rodata(
-            {
-                "sig_mask": signals.mask_of(cfg.signals),
-                "filter_pids": int(bool(cfg.pids)),
-                "filter_cgroups": int(cfg.filters_cgroups),
-            }
-        )
+        numbers = syscalls.table()
+        settings = {
+            "sig_mask": signals.mask_of(cfg.signals),
+            "filter_pids": int(bool(cfg.pids)),
+            "filter_cgroups": int(cfg.filters_cgroups),
+            "raw_syscalls": int(numbers is not None),
+        }
+        for name, nr in (numbers or {}).items():
+            settings[f"nr_{name}"] = nr
+        obj.set_rodata(settings)
         obj.set_max_entries("events", _pow2_pages(cfg.ringbuf_bytes))
-        syscalls_ok = features.tracepoint("syscalls", "sys_enter_kill", cfg.sys_root, mount=True).ok
         # tracefs, not the kernel's BTF: parsing that again costs ~7 ms at every start.
         has_oom = features.tracepoint("oom", "mark_victim", cfg.sys_root).ok
+        classic_ok = (
+            numbers is None
+            and features.tracepoint("syscalls", "sys_enter_kill", cfg.sys_root, mount=True).ok
+        )
         for name, prog in obj.programs():
-            if not syscalls_ok and (name.startswith("enter_") or name.startswith("exit_")):
-                obj.disable(prog)
-            elif name.startswith(("enter_", "exit_")):
-                sc = name.split("_", 1)[1]
-                if not features.tracepoint("syscalls", f"sys_enter_{sc}", cfg.sys_root).ok:
+            if name.startswith("raw_sys_"):
+                if numbers is None:
                     obj.disable(prog)
-                    self._missing.append(f"syscall {sc} (no tracepoint)")
+            elif name.startswith(("enter_", "exit_")):
+                if not classic_ok:
+                    obj.disable(prog)
             elif name == "handle_oom" and not has_oom:
                 obj.disable(prog)
                 self._missing.append("OOM victims (no oom:mark_victim)")
-        if not syscalls_ok:
+        if numbers is None and not classic_ok:
             self._missing.append(
                 "kill-family syscalls (no syscall tracepoints): no fan-out counts, "
                 "no EPERM/ESRCH failures"
@@ -127,18 +134,21 @@ class CoreBackend(Backend):
         if self.rb is None:
             raise BackendError("backend is not open")
         self._emit = emit
-        before = self._count
-        self.rb.poll(timeout_ms)
-        return self._count - before
+        return self.rb.poll(timeout_ms)
 
     def drain(self, emit: Emit) -> int:
-        """Everything already in the buffer, without waiting (used at shutdown)."""
-        if self.rb is None:
+        """At shutdown: detach first, so that a signal flood cannot keep the buffer full,
+        then hand over what is already in it."""
+        if self.rb is None or self.obj is None:
             return 0
+        self.obj.detach()
         self._emit = emit
-        before = self._count
-        self.rb.consume()
-        return self._count - before
+        self.stopping = False  # detached: what is left is finite, hand all of it over
+        total = 0
+        # Nothing new can arrive now: a few budget-sized rounds empty the buffer.
+        while (n := self.rb.consume()) > 0:
+            total += n
+        return total
 
     def lost_total(self) -> int:
         return self.obj.percpu_u64_sum("lost") if self.obj else 0

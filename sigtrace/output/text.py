@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from sigtrace.escape import printable
+from sigtrace.stories import parse_time
 
 _COLORS = {
     "ignored": "\033[1;31m",
@@ -14,6 +15,18 @@ _COLORS = {
     "merged": "\033[33m",
     "delivered": "\033[32m",
     "lost": "\033[1;35m",
+    "story_ok": "\033[1;32m",
+    "story_bad": "\033[1;31m",
+}
+# The verdict line of a termination story; {sig}, {wasted}, {grace}, {code} filled in.
+_VERDICT_TEXT = {
+    "graceful": "stopped on {sig} within the grace period, exit {code}",
+    "ignored_by_pid1": "{sig} dropped: PID 1 has no handler; {wasted} s wasted, exit {code}",
+    "ignored_sig_ign": "{sig} discarded: PID 1 ignores it; {wasted} s wasted, exit {code}",
+    "not_forwarded": "{sig} not passed on by PID 1; {wasted} s wasted, exit {code}",
+    "slow_shutdown": "still stopping when SIGKILL came {grace} s after {sig}, exit {code}",
+    "killed_without_stop_signal": "SIGKILL with no {sig} first, exit {code}",
+    "oom_killed": "ended by the OOM killer, exit {code}",
 }
 _RESET = "\033[0m"
 
@@ -64,6 +77,8 @@ class TextWriter:
             return f"{t} OOM       victim {_proc(rec['victim'])}"
         if kind == "lost":
             return f"{t} {self._paint('lost', 'LOST')}      {rec['count']} records"
+        if kind == "verdict":
+            return self._story(rec)
         if kind == "start":
             return (
                 f"tracing {', '.join(rec['filters']['signals'])} with backend "
@@ -72,6 +87,31 @@ class TextWriter:
         if kind == "stop":
             return f"stopped: {sum(rec['records'].values())} records, {rec['lost']} lost"
         return None
+
+    def _story(self, rec: dict) -> str:
+        """A termination story: what happened, from the stop signal on, then the fix."""
+        c = rec.get("container") or {}
+        label = printable(c.get("name") or (c.get("id") or "?")[:12])
+        evidence = rec.get("evidence") or []
+        origin = rec.get("stop_at") or (evidence[0]["time"] if evidence else rec["time"])
+        t0 = parse_time(origin)
+        done = "" if rec.get("complete", True) else " (incomplete)"
+        lines = [f"{rec['time'][11:26]} story     {label}{done}"]
+        for ev in evidence:
+            rel = (parse_time(ev["time"]) - t0) / 1e9
+            lines.append(f"  {rel:+.3f}s  {printable(ev['what'])}")
+        text = _VERDICT_TEXT.get(rec["verdict"], rec["verdict"]).format(
+            sig=rec.get("stop_signal"),
+            wasted=rec.get("wasted_s"),
+            grace=rec.get("grace_s"),
+            code=rec.get("exit_code"),
+        )
+        key = "story_ok" if rec["verdict"] == "graceful" else "story_bad"
+        lines.append(f"  verdict: {self._paint(key, rec['verdict'])}: {text}")
+        lines.append(f"  fix: {printable(rec.get('hint') or '')}")
+        if rec.get("caveat"):
+            lines.append(f"  note: {printable(rec['caveat'])}")
+        return "\n".join(lines)
 
     def write(self, rec: dict) -> None:
         text = self.line(rec)

@@ -1,0 +1,316 @@
+"""Prometheus metrics from the sigtrace.v1 records `sigtrace daemon` writes, and the HTTP server
+for them (`--metrics [HOST:]PORT`): `/metrics` and `/healthz`.
+
+Metrics (each record is counted once, as it is written):
+
+- `sigtrace_signals_total{signal,outcome,reason,container,pod_namespace,pod}`: `signal` records;
+  `reason` is "" when the record has none.
+- `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records.
+- `sigtrace_lost_records_total`: the `count` of every `lost` record (ring buffer full).
+- `sigtrace_events_total{backend,type}`: every record, by type.
+- `sigtrace_tracing_up`: 1 between the `start` and the `stop` record.
+- the process and platform collectors' `process_*` and `python_info`.
+
+Container labels come from the record's process object (`target` for signals, else `process`,
+`victim`) and its `container`: `container` is its name (else its id's first 12 characters),
+`pod_namespace`/`pod` its `pod.namespace`/`pod.name`; all three are "" for a process outside
+any container.
+
+Label cardinality is bounded: at most `max_containers` distinct (container, pod_namespace, pod)
+label sets (default 500; the host's empty set is not counted). When a new one arrives and the
+bound is reached, the label sets idle for `idle_seconds` (default 1 h) are evicted first, their
+series removed (a pod that is gone stops being exported, so a node's churn of short-lived pods
+does not fill the bound for good). If none is idle, the new one's samples are counted under
+`container="_other", pod_namespace="_other", pod="_other"`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import prometheus_client
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from sigtrace.errors import UsageError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_CONTAINERS = 500
+DEFAULT_IDLE_SECONDS = 3600.0
+OTHER = "_other"
+HOST_KEY = ("", "", "")
+
+ContainerKey = tuple[str, str, str]  # (container, pod_namespace, pod)
+
+
+def _container_key(proc: object) -> ContainerKey:
+    if not isinstance(proc, dict):
+        return HOST_KEY
+    c = proc.get("container")
+    if not isinstance(c, dict):
+        return HOST_KEY
+    name = c.get("name") or (str(c.get("id") or "")[:12])
+    pod = c.get("pod") if isinstance(c.get("pod"), dict) else {}
+    return (str(name), str(pod.get("namespace") or ""), str(pod.get("name") or ""))
+
+
+def _subject(rec: dict) -> object:
+    for key in ("target", "process", "victim"):
+        if rec.get(key) is not None:
+            return rec[key]
+    return None
+
+
+class Metrics:
+    """Counts records into a private registry. `observe` runs in the tracing loop; scrapes read
+    the registry from the server's threads (prometheus_client's metrics are thread-safe)."""
+
+    def __init__(
+        self,
+        max_containers: int = DEFAULT_MAX_CONTAINERS,
+        idle_seconds: float | None = DEFAULT_IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_containers < 1:
+            raise ValueError("max_containers must be at least 1")
+        self.max_containers = max_containers
+        self.idle_seconds = idle_seconds
+        self.clock = clock
+        # `*_created` series would double every series for nothing a dashboard uses. The
+        # switch is process-wide; the daemon is the only exporter in its process.
+        prometheus_client.disable_created_metrics()
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        clabels = ["container", "pod_namespace", "pod"]
+        self.signals = Counter(
+            "sigtrace_signals",
+            "Signals the kernel generated or kill-family calls that failed, by outcome.",
+            ["signal", "outcome", "reason", *clabels],
+            registry=self.registry,
+        )
+        self.verdicts = Counter(
+            "sigtrace_verdicts",
+            "Verdicts on signal handling (e.g. ignored_by_pid1), by container.",
+            ["verdict", *clabels],
+            registry=self.registry,
+        )
+        self.lost = Counter(
+            "sigtrace_lost_records",
+            "Records the kernel could not hand over (ring buffer full).",
+            registry=self.registry,
+        )
+        self.events = Counter(
+            "sigtrace_events",
+            "Records written, by type.",
+            ["backend", "type"],
+            registry=self.registry,
+        )
+        self.up = Gauge(
+            "sigtrace_tracing_up",
+            "1 while tracing is live (between the start and the stop record).",
+            registry=self.registry,
+        )
+        self.backend = "unknown"  # until the start record names it
+        self._lock = threading.Lock()
+        # label set -> (last seen, the label tuples used with it, per counter)
+        self._seen: dict[ContainerKey, float] = {}
+        self._series: dict[ContainerKey, set[tuple[Counter, tuple[str, ...]]]] = {}
+
+    def observe(self, record: dict) -> None:
+        kind = str(record.get("type") or "")
+        if kind == "start":
+            self.backend = str(record.get("backend") or "unknown")
+            self.up.set(1)
+        elif kind == "stop":
+            self.up.set(0)
+        self.events.labels(self.backend, kind).inc()
+        if kind == "signal":
+            key = self._bounded(_container_key(_subject(record)))
+            self._inc(
+                self.signals,
+                key,
+                str(record.get("signal") or ""),
+                str(record.get("outcome") or ""),
+                str(record.get("reason") or ""),
+            )
+        elif kind == "verdict":
+            key = self._bounded(_container_key(_subject(record)))
+            self._inc(self.verdicts, key, str(record.get("verdict") or ""))
+        elif kind == "lost":
+            count = record.get("count")
+            if isinstance(count, int) and count > 0:
+                self.lost.inc(count)
+
+    def _inc(self, counter: Counter, key: ContainerKey, *values: str) -> None:
+        labels = (*values, *key)
+        with self._lock:
+            if key not in (HOST_KEY, (OTHER, OTHER, OTHER)):
+                self._series.setdefault(key, set()).add((counter, labels))
+            counter.labels(*labels).inc()
+
+    def _bounded(self, key: ContainerKey) -> ContainerKey:
+        if key == HOST_KEY:
+            return key
+        now = self.clock()
+        with self._lock:
+            if key in self._seen:
+                self._seen[key] = now
+                return key
+            if len(self._seen) >= self.max_containers and not self._evict_idle(now):
+                return (OTHER, OTHER, OTHER)
+            self._seen[key] = now
+            return key
+
+    def _evict_idle(self, now: float) -> bool:
+        if self.idle_seconds is None:
+            return False
+        idle = [k for k, t in self._seen.items() if now - t >= self.idle_seconds]
+        for k in idle:
+            del self._seen[k]
+            for counter, labels in self._series.pop(k, ()):
+                counter.remove(*labels)
+        return bool(idle)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# --- [HOST:]PORT
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`9090` -> (127.0.0.1, 9090); `0.0.0.0:9090`, `node.local:9090`, `[::1]:9090`.
+
+    A bare `:9090` is refused: in Go it means every interface, so it is ambiguous here."""
+    hint = "expected [HOST:]PORT, e.g. 9090, 0.0.0.0:9090 or [::1]:9090"
+    if text.isdigit():
+        host, port_text = DEFAULT_HOST, text
+    elif text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise UsageError(f"--metrics {text!r}: {hint}")
+        host, port_text = text[1:end], text[end + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"--metrics {text!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise UsageError(f"--metrics {text!r}: {hint}")
+        if ":" in host:
+            raise UsageError(f"--metrics {text!r}: put an IPv6 address in brackets, [{host}]:PORT")
+        if re.fullmatch(r"[0-9.]+", host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise UsageError(f"--metrics {text!r}: {host!r} is not an IPv4 address") from None
+        elif not _HOSTNAME.match(host):
+            raise UsageError(f"--metrics {text!r}: {host!r} is not a host name or address")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise UsageError(f"--metrics {text!r}: the port must be a number from 0 to 65535")
+    return host, int(port_text)
+
+
+# --- The HTTP server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = 10  # a client that stalls mid-request does not hold a thread for ever
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._reply(200, self.server.metrics.exposition(), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            try:
+                ok = bool(self.server.healthy())
+            except Exception:  # a broken check is an unhealthy daemon, not a dead server
+                ok = False
+            if ok:
+                self._reply(200, b"ok\n")
+            else:
+                self._reply(503, b"not tracing\n")
+        else:
+            self._reply(404, b"not found: try /metrics or /healthz\n")
+
+    def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        # Silent: a liveness probe every few seconds must not fill the daemon's stderr.
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        addr: tuple[str, int],
+        family: socket.AddressFamily,
+        metrics: Metrics,
+        healthy: Callable[[], bool],
+    ) -> None:
+        self.address_family = family
+        self.metrics = metrics
+        self.healthy = healthy
+        super().__init__(addr, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer's own looks up the host's FQDN, which stalls where DNS does not answer.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+
+@dataclass
+class MetricsServer:
+    host: str
+    port: int
+    _server: _Server
+    _thread: threading.Thread
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve(host: str, port: int, metrics: Metrics, healthy: Callable[[], bool]) -> MetricsServer:
+    """Serves /metrics and /healthz (200 while `healthy()`, else 503) from a daemon thread.
+    Port 0 picks a free port: the returned server's `port` is the bound one."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family = infos[0][0]
+        server = _Server((host, port), family, metrics, healthy)
+    except OSError as e:
+        raise UsageError(f"--metrics {host}:{port}: {e.strerror or e}") from None
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="sigtrace-metrics"
+    )
+    thread.daemon = True
+    thread.start()
+    return MetricsServer(host, server.server_address[1], server, thread)

@@ -1,0 +1,399 @@
+"""Fixtures for tests that load the real BPF object and trace the real kernel.
+
+Skips only when not root. As root, a tracer that cannot load is a failure, not a skip: CI
+runs these as root, so a silent skip would hide a broken build or kernel.
+
+`tracer(signals=..., pids=...)` starts `python -m sigtrace --format jsonl` and returns once
+its `start` record is out (tracing is live); `handle.stop()` ends it with SIGTERM and returns
+the parsed records. `Agent` is a small workload driven over a pipe: it reports its host and
+namespace pid, sets its signal dispositions from argv and runs commands (kill, exit) on
+request, so a test knows every pid it asserts on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+# `python -m sigtrace` from the checkout's root runs the checkout, not an installed copy.
+REPO = HERE.parents[1]
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+LINE_TIMEOUT_S = 10.0
+# Runs a command as nobody, without root's groups or capabilities.
+NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+
+Record = dict[str, Any]
+
+# Test modules import the helpers below as `sigtrace_root_helpers`: the name `conftest` is
+# shared with tests/docker and tests/containerd, and only the last one imported keeps it.
+sys.modules.setdefault("sigtrace_root_helpers", sys.modules[__name__])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.root)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="needs root (BPF, pid namespaces)"))
+
+
+def sigtrace_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sigtrace", *args]
+
+
+def parse_lines(text: str) -> list[Record]:
+    """Every line must be one whole JSON object."""
+    assert text == "" or text.endswith("\n"), f"output ends mid-line: {text[-200:]!r}"
+    out = []
+    for line in text.splitlines():
+        rec = json.loads(line)
+        assert isinstance(rec, dict), line
+        out.append(rec)
+    return out
+
+
+class Tracer:
+    """A running `sigtrace --format jsonl`, writing to a file."""
+
+    def __init__(self, args: list[str], out_path: Path, err_path: Path) -> None:
+        self.args = args
+        self.out_path = out_path
+        self.err_path = err_path
+        self._out = open(out_path, "wb")  # noqa: SIM115 - closed in close()
+        self._err = open(err_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            sigtrace_cmd("--format", "jsonl", *args),
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            cwd=REPO,
+        )
+        self.records: list[Record] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def wait_started(self, timeout: float = START_TIMEOUT_S) -> Record:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.out_path.read_text(errors="replace")
+            first = text.split("\n", 1)
+            if len(first) == 2:
+                rec = json.loads(first[0])
+                assert rec["type"] == "start", f"first record is not start: {first[0]}"
+                return rec
+            if self.proc.poll() is not None:
+                pytest.fail(
+                    f"sigtrace exited {self.proc.returncode} before tracing started "
+                    f"(BPF loading failed?): {self.stderr().strip()}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"sigtrace wrote no start record within {timeout} s: {self.stderr()}")
+            time.sleep(0.02)
+
+    def wait_exit(self, timeout: float = STOP_TIMEOUT_S) -> list[Record]:
+        """Waits for the tracer to end by itself; asserts a clean end; returns the records."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = self.out_path.read_text(errors="replace").splitlines()[-2:]
+            pytest.fail(f"sigtrace did not exit within {timeout} s; its last records: {tail}")
+        self.close()
+        text = self.out_path.read_text()
+        assert code == 0, f"sigtrace exited {code}: {self.stderr()}"
+        assert "Traceback" not in self.stderr(), self.stderr()
+        records = parse_lines(text)
+        assert records and records[-1]["type"] == "stop", f"last record is not stop: {text[-300:]}"
+        assert sum(r["type"] == "stop" for r in records) == 1
+        self.records = records
+        return records
+
+    def stop(self, sig: int = signal.SIGTERM) -> list[Record]:
+        """Ends tracing with `sig` (SIGTERM by default) and returns the parsed records."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._out.close()
+        self._err.close()
+
+
+class StartTracer(Protocol):
+    def __call__(
+        self,
+        signals: Iterable[str] = ...,
+        pids: Iterable[int] = ...,
+        extra: Iterable[str] = ...,
+        wait: bool = ...,
+    ) -> Tracer: ...
+
+
+@pytest.fixture
+def tracer(tmp_path: Path) -> Iterator[StartTracer]:
+    """Starts tracers; each is live (start record out) when returned. Killed at teardown."""
+    started: list[Tracer] = []
+
+    def start(
+        signals: Iterable[str] = ("TERM",),
+        pids: Iterable[int] = (),
+        extra: Iterable[str] = (),
+        wait: bool = True,
+    ) -> Tracer:
+        args = ["--signal", ",".join(signals)]
+        for p in pids:
+            args += ["--pid", str(p)]
+        args += list(extra)
+        n = len(started)
+        t = Tracer(args, tmp_path / f"trace{n}.jsonl", tmp_path / f"trace{n}.err")
+        started.append(t)
+        if wait:
+            t.wait_started()
+        return t
+
+    yield start
+    for t in started:
+        t.close()
+
+
+# --- the workload ---------------------------------------------------------------------------
+
+AGENT = r"""
+import os, signal, sys
+
+def signo(name):
+    name = name.upper().removeprefix("SIG")
+    if name.startswith("RTMIN+"):
+        return signal.SIGRTMIN + int(name[6:])
+    return int(name) if name.isdigit() else signal.Signals["SIG" + name].value
+
+def handler(sig, frame):
+    os.write(1, b"got %d\n" % sig)
+
+for spec in sys.argv[1:]:
+    name, _, how = spec.partition("=")
+    sig = signo(name)
+    if how == "handler":
+        signal.signal(sig, handler)
+    elif how == "ignore":
+        signal.signal(sig, signal.SIG_IGN)
+    elif how == "default":
+        signal.signal(sig, signal.SIG_DFL)
+    elif how == "block":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+    else:
+        raise SystemExit("bad spec " + spec)
+
+with open("/proc/self/status") as f:
+    nspid = [l.split()[1:] for l in f if l.startswith("NSpid:")][0]
+os.write(1, ("ready %s %s\n" % (nspid[0], nspid[-1])).encode())
+
+for line in sys.stdin:
+    cmd = line.split()
+    if not cmd:
+        continue
+    if cmd[0] == "kill":
+        try:
+            os.kill(int(cmd[1]), signo(cmd[2]))
+            os.write(1, b"ok\n")
+        except OSError as e:
+            os.write(1, b"error %d\n" % e.errno)
+    elif cmd[0] == "pending":
+        os.write(1, ("pending %s\n" % sorted(int(s) for s in signal.sigpending())).encode())
+    elif cmd[0] == "ping":
+        os.write(1, b"pong\n")
+    elif cmd[0] == "exit":
+        os._exit(int(cmd[1]))
+"""
+
+
+class Agent:
+    """A python workload with given dispositions (`TERM=handler`, `USR1=ignore`, `TERM=block`).
+
+    Its stdout lines are read by a thread into a queue, so `expect()` can wait with a timeout.
+    With `pidns=True` it runs as PID 1 of a new pid namespace (`unshare --pid --fork`).
+    """
+
+    def __init__(
+        self,
+        script: Path,
+        *specs: str,
+        pidns: bool = False,
+        process_group: int | None = None,
+    ) -> None:
+        cmd = [sys.executable, str(script), *specs]
+        self.pidns = pidns
+        self.pid = 0
+        if pidns:
+            cmd = ["unshare", "--pid", "--fork", *cmd]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            process_group=process_group,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        try:
+            words = self.expect("ready").split()
+        except BaseException:
+            self.close()
+            raise
+        self.pid = int(words[1])  # host pid
+        self.ns_pid = int(words[2])  # pid in its own namespace
+        if not pidns:
+            assert self.pid == self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, prefix: str, timeout: float = LINE_TIMEOUT_S) -> str:
+        """The next output line; it must start with `prefix`."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"workload {self.proc.args}: no {prefix!r} within {timeout} s")
+        assert line is not None, f"workload ended while waiting for {prefix!r}"
+        assert line.startswith(prefix), f"expected {prefix!r}, got {line!r}"
+        return line
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def run(self, command: str, reply: str = "ok") -> str:
+        self.send(command)
+        return self.expect(reply)
+
+    def alive(self) -> bool:
+        """Answers a ping: proves the process is still running (and not stuck)."""
+        self.send("ping")
+        self.expect("pong")
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = LINE_TIMEOUT_S) -> int:
+        return self.proc.wait(timeout)
+
+    def close(self) -> None:
+        # A pidns agent is a child of unshare: kill it first (unshare then exits by itself),
+        # as killing unshare alone would leave it running, orphaned.
+        if self.pidns and self.pid and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+
+@pytest.fixture(scope="session")
+def agent_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workload as a file: a short cmdline in the records, and a readable traceback."""
+    path = tmp_path_factory.mktemp("workload") / "agent.py"
+    path.write_text(AGENT)
+    return path
+
+
+@pytest.fixture
+def agents(agent_script: Path) -> Iterator[Callable[..., Agent]]:
+    """Starts workloads (see Agent); each is killed at teardown."""
+    made: list[Agent] = []
+
+    def make(*specs: str, **kw: Any) -> Agent:
+        a = Agent(agent_script, *specs, **kw)
+        made.append(a)
+        return a
+
+    yield make
+    for a in made:
+        a.close()
+
+
+# --- selecting records ----------------------------------------------------------------------
+
+
+def _match(rec: Record, want: dict[str, Any]) -> bool:
+    return all(v is None or rec.get(k) == v for k, v in want.items())
+
+
+def signals(
+    records: list[Record],
+    target_pid: int | None = None,
+    sender_pid: int | None = None,
+    signo: int | None = None,
+) -> list[Record]:
+    return [
+        r
+        for r in records
+        if r["type"] == "signal"
+        and _match(r, {"signo": signo})
+        and (target_pid is None or r["target"]["pid"] == target_pid)
+        and (sender_pid is None or r["sender"]["pid"] == sender_pid)
+    ]
+
+
+def delivers(
+    records: list[Record], pid: int | None = None, signal: str | None = None
+) -> list[Record]:
+    return [
+        r
+        for r in records
+        if r["type"] == "deliver"
+        and (pid is None or r["target"]["pid"] == pid)
+        and (signal is None or r["signal"] == signal)
+    ]
+
+
+def exits(records: list[Record], pid: int | None = None) -> list[Record]:
+    return [
+        r for r in records if r["type"] == "exit" and (pid is None or r["process"]["pid"] == pid)
+    ]
+
+
+def one(items: list[Record], what: str = "record") -> Record:
+    assert len(items) == 1, f"expected one {what}, got {len(items)}: {items}"
+    return items[0]
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = LINE_TIMEOUT_S, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what or cond}")
+        time.sleep(0.02)

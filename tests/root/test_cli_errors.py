@@ -1,0 +1,100 @@
+"""Errors as root on the real machine: one line on stderr, each with its own exit code.
+
+Kernel and library gaps are simulated through sigtrace's own settings (`--sys-root`,
+SIGTRACE_SYS_ROOT, SIGTRACE_LIBBPF), and lost privileges with setpriv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sigtrace_root_helpers import NOBODY, REPO, sigtrace_cmd
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *sigtrace_cmd(*args)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], code: int, words: str) -> None:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, f"stderr is not one line: {r.stderr!r}"
+    assert lines[0].startswith("sigtrace: "), lines[0]
+    assert words in lines[0], lines[0]
+    assert r.returncode == code, f"exit {r.returncode}, want {code}: {lines[0]}"
+    assert r.stdout == "", "an error must not start the output"
+
+
+@pytest.fixture
+def empty_sys() -> Iterator[str]:
+    """An empty directory as /sys, under a neutral path (see the next test for why)."""
+    with tempfile.TemporaryDirectory(prefix="st-sys-", dir="/tmp") as d:
+        assert "root" not in d
+        yield d
+
+
+def test_unknown_signal_name_is_a_usage_error() -> None:
+    assert_one_line_error(run("--signal", "TERM,NOPE"), 2, "unknown signal")
+
+
+def test_pid_zero_is_a_usage_error() -> None:
+    assert_one_line_error(run("--pid", "0"), 2, "positive process id")
+
+
+def test_non_root_is_a_privilege_error() -> None:
+    r = run("--signal", "TERM", "--duration", "1", prefix=NOBODY)
+    assert_one_line_error(r, 3, "root")
+
+
+def test_kernel_without_btf_via_sys_root_option(empty_sys: str) -> None:
+    assert_one_line_error(run("--sys-root", empty_sys, "--duration", "1"), 4, "BTF")
+
+
+def test_kernel_without_btf_via_environment(empty_sys: str) -> None:
+    r = run("--duration", "1", env={"SIGTRACE_SYS_ROOT": empty_sys})
+    assert_one_line_error(r, 4, "BTF")
+
+
+def test_kernel_without_btf_under_a_path_that_names_root(tmp_path: Path) -> None:
+    sys_root = tmp_path / "root-sys"
+    sys_root.mkdir()
+    assert_one_line_error(run("--sys-root", str(sys_root), "--duration", "1"), 4, "BTF")
+
+
+def test_missing_libbpf_is_a_library_error() -> None:
+    r = run("--duration", "1", env={"SIGTRACE_LIBBPF": "/nonexistent/libbpf.so"})
+    assert_one_line_error(r, 5, "libbpf")
+
+
+def test_doctor_names_the_core_backend() -> None:
+    r = run("doctor")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "backend core: ok" in r.stdout
+    assert "auto: core" in r.stdout
+    info = json.loads(run("doctor", "--format", "jsonl").stdout)
+    assert info["auto"]["backend"] == "core"
+    assert all(c["ok"] for c in info["backends"]["core"])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["doctor", "--help"]], ids=["group", "doctor"])
+def test_help(args: list[str]) -> None:
+    r = run(*args)
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("Usage: sigtrace") and "Examples:" in r.stdout
