@@ -7,6 +7,7 @@ Every error is one line on stderr, `sigtrace: <what>`, with its own exit code
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -94,6 +95,9 @@ cli.add_command(daemon)
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Until a run installs its own handler: a stop request while loading exits cleanly. In a
+    # container this process is PID 1, and the kernel would drop a SIGTERM without a handler.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         cli.main(args=argv, prog_name="sigtrace", standalone_mode=False)
     except SigtraceError as exc:

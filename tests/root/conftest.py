@@ -13,30 +13,29 @@ request, so a test knows every pid it asserts on.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
+import tests.tracing as tracing
+from tests.tracing import LINE_TIMEOUT_S, Tracer
+
+# Re-exported to the test modules (which import them from `sigtrace_root_helpers`).
+delivers, exits, one, wait_for = tracing.delivers, tracing.exits, tracing.one, tracing.wait_for
+signals, parse_lines, sigtrace_cmd = tracing.signals, tracing.parse_lines, tracing.sigtrace_cmd
+REPO, Record = tracing.REPO, tracing.Record
+
 HERE = Path(__file__).resolve().parent
-# `python -m sigtrace` from the checkout's root runs the checkout, not an installed copy.
-REPO = HERE.parents[1]
-START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
-LINE_TIMEOUT_S = 10.0
 # Runs a command as nobody, without root's groups or capabilities.
 NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
-
-Record = dict[str, Any]
 
 # Test modules import the helpers below as `sigtrace_root_helpers`: the name `conftest` is
 # shared with tests/docker and tests/containerd, and only the last one imported keeps it.
@@ -49,97 +48,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.root)
             if os.geteuid() != 0:
                 item.add_marker(pytest.mark.skip(reason="needs root (BPF, pid namespaces)"))
-
-
-def sigtrace_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sigtrace", *args]
-
-
-def parse_lines(text: str) -> list[Record]:
-    """Every line must be one whole JSON object."""
-    assert text == "" or text.endswith("\n"), f"output ends mid-line: {text[-200:]!r}"
-    out = []
-    for line in text.splitlines():
-        rec = json.loads(line)
-        assert isinstance(rec, dict), line
-        out.append(rec)
-    return out
-
-
-class Tracer:
-    """A running `sigtrace --format jsonl`, writing to a file."""
-
-    def __init__(self, args: list[str], out_path: Path, err_path: Path) -> None:
-        self.args = args
-        self.out_path = out_path
-        self.err_path = err_path
-        self._out = open(out_path, "wb")  # noqa: SIM115 - closed in close()
-        self._err = open(err_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            sigtrace_cmd("--format", "jsonl", *args),
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            cwd=REPO,
-        )
-        self.records: list[Record] | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stderr(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def wait_started(self, timeout: float = START_TIMEOUT_S) -> Record:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.out_path.read_text(errors="replace")
-            first = text.split("\n", 1)
-            if len(first) == 2:
-                rec = json.loads(first[0])
-                assert rec["type"] == "start", f"first record is not start: {first[0]}"
-                return rec
-            if self.proc.poll() is not None:
-                pytest.fail(
-                    f"sigtrace exited {self.proc.returncode} before tracing started "
-                    f"(BPF loading failed?): {self.stderr().strip()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"sigtrace wrote no start record within {timeout} s: {self.stderr()}")
-            time.sleep(0.02)
-
-    def wait_exit(self, timeout: float = STOP_TIMEOUT_S) -> list[Record]:
-        """Waits for the tracer to end by itself; asserts a clean end; returns the records."""
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            tail = self.out_path.read_text(errors="replace").splitlines()[-2:]
-            pytest.fail(f"sigtrace did not exit within {timeout} s; its last records: {tail}")
-        self.close()
-        text = self.out_path.read_text()
-        assert code == 0, f"sigtrace exited {code}: {self.stderr()}"
-        assert "Traceback" not in self.stderr(), self.stderr()
-        records = parse_lines(text)
-        assert records and records[-1]["type"] == "stop", f"last record is not stop: {text[-300:]}"
-        assert sum(r["type"] == "stop" for r in records) == 1
-        self.records = records
-        return records
-
-    def stop(self, sig: int = signal.SIGTERM) -> list[Record]:
-        """Ends tracing with `sig` (SIGTERM by default) and returns the parsed records."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.wait_exit()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._out.close()
-        self._err.close()
 
 
 class StartTracer(Protocol):
@@ -343,57 +251,3 @@ def agents(agent_script: Path) -> Iterator[Callable[..., Agent]]:
     yield make
     for a in made:
         a.close()
-
-
-# --- selecting records ----------------------------------------------------------------------
-
-
-def _match(rec: Record, want: dict[str, Any]) -> bool:
-    return all(v is None or rec.get(k) == v for k, v in want.items())
-
-
-def signals(
-    records: list[Record],
-    target_pid: int | None = None,
-    sender_pid: int | None = None,
-    signo: int | None = None,
-) -> list[Record]:
-    return [
-        r
-        for r in records
-        if r["type"] == "signal"
-        and _match(r, {"signo": signo})
-        and (target_pid is None or r["target"]["pid"] == target_pid)
-        and (sender_pid is None or r["sender"]["pid"] == sender_pid)
-    ]
-
-
-def delivers(
-    records: list[Record], pid: int | None = None, signal: str | None = None
-) -> list[Record]:
-    return [
-        r
-        for r in records
-        if r["type"] == "deliver"
-        and (pid is None or r["target"]["pid"] == pid)
-        and (signal is None or r["signal"] == signal)
-    ]
-
-
-def exits(records: list[Record], pid: int | None = None) -> list[Record]:
-    return [
-        r for r in records if r["type"] == "exit" and (pid is None or r["process"]["pid"] == pid)
-    ]
-
-
-def one(items: list[Record], what: str = "record") -> Record:
-    assert len(items) == 1, f"expected one {what}, got {len(items)}: {items}"
-    return items[0]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = LINE_TIMEOUT_S, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or cond}")
-        time.sleep(0.02)

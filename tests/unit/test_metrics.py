@@ -1,0 +1,272 @@
+"""Metrics: records in, scraped over real HTTP on 127.0.0.1 (port 0) out."""
+
+from __future__ import annotations
+
+import http.client
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sigtrace.errors import UsageError
+from sigtrace.metrics import Metrics, MetricsServer, parse_listen, serve
+
+T = "2024-05-01T10:00:00.000000000Z"
+
+
+def proc(pid: int, container: str | None = None, ns: str | None = None, pod: str | None = None):
+    c = None
+    if container is not None:
+        c = {"id": f"{pid:064x}", "name": container, "runtime": "containerd", "image": "x"}
+        if pod is not None:
+            c["pod"] = {"name": pod, "namespace": ns, "uid": "u", "container": container}
+    return {"pid": pid, "tid": pid, "ns_pid": 1, "pid1": True, "comm": "sh", "container": c}
+
+
+def signal_rec(target: dict, sig: str = "SIGTERM", outcome: str = "ignored", reason=None):
+    return {
+        "schema": "sigtrace.v1",
+        "type": "signal",
+        "time": T,
+        "signal": sig,
+        "signo": 15,
+        "sender": proc(10),
+        "target": target,
+        "outcome": outcome,
+        "reason": reason,
+    }
+
+
+def rec(kind: str, **fields: object) -> dict:
+    return {"schema": "sigtrace.v1", "type": kind, "time": T, **fields}
+
+
+class State:
+    healthy = False
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Metrics, MetricsServer, State]]:
+    m = Metrics(max_containers=3)
+    state = State()
+    srv = serve("127.0.0.1", 0, m, healthy=lambda: state.healthy)
+    try:
+        yield m, srv, state
+    finally:
+        srv.close()
+
+
+def get(srv: MetricsServer, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}{path}", timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def scrape(srv: MetricsServer) -> dict[tuple[str, frozenset], float]:
+    status, ctype, body = get(srv, "/metrics")
+    assert status == 200
+    assert ctype.startswith("text/plain; version=")  # Prometheus text format
+    return parse(body)
+
+
+def parse(body: str) -> dict[tuple[str, frozenset], float]:
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def value(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def C(container: str = "", ns: str = "", pod: str = "") -> dict[str, str]:
+    return {"container": container, "pod_namespace": ns, "pod": pod}
+
+
+def test_counts_by_outcome_container_and_pod(served) -> None:
+    m, srv, _ = served
+    web = proc(100, "web", "shop", "web-7d9f")
+    m.observe(rec("start", backend="core"))
+    m.observe(signal_rec(web, reason="pid1_no_handler"))
+    m.observe(signal_rec(web, reason="pid1_no_handler"))
+    m.observe(signal_rec(web, sig="SIGKILL", outcome="delivered"))
+    m.observe(signal_rec(proc(200), sig="SIGHUP", outcome="delivered"))  # the host
+    m.observe(rec("verdict", verdict="ignored_by_pid1", target=web))
+    m.observe(rec("lost", count=7))
+    m.observe(rec("lost", count=5))
+    s = scrape(srv)
+    sig = "sigtrace_signals_total"
+    pod = C("web", "shop", "web-7d9f")
+    assert value(s, sig, signal="SIGTERM", outcome="ignored", reason="pid1_no_handler", **pod) == 2
+    assert value(s, sig, signal="SIGKILL", outcome="delivered", reason="", **pod) == 1
+    assert value(s, sig, signal="SIGHUP", outcome="delivered", reason="", **C()) == 1
+    assert value(s, "sigtrace_verdicts_total", verdict="ignored_by_pid1", **pod) == 1
+    assert value(s, "sigtrace_lost_records_total") == 12
+    assert value(s, "sigtrace_events_total", backend="core", type="signal") == 4
+    assert value(s, "sigtrace_events_total", backend="core", type="lost") == 2
+    assert value(s, "sigtrace_events_total", backend="core", type="start") == 1
+    assert value(s, "sigtrace_tracing_up") == 1
+    # The process collector is registered (Linux /proc).
+    assert value(s, "process_resident_memory_bytes") is not None
+    assert not any(name.endswith("_created") for name, _ in s)
+
+
+def test_container_without_pod_and_without_name(served) -> None:
+    m, srv, _ = served
+    plain = proc(300, "db")
+    unnamed = proc(301, "x")
+    unnamed["container"]["name"] = None
+    m.observe(signal_rec(plain))
+    m.observe(signal_rec(unnamed))
+    s = scrape(srv)
+    base = {"signal": "SIGTERM", "outcome": "ignored", "reason": ""}
+    assert value(s, "sigtrace_signals_total", **base, **C("db")) == 1
+    assert value(s, "sigtrace_signals_total", **base, **C(f"{301:064x}"[:12])) == 1
+
+
+def test_stop_record_sets_tracing_down(served) -> None:
+    m, srv, _ = served
+    m.observe(rec("start", backend="core"))
+    m.observe(rec("stop", records={}, lost=0))
+    s = scrape(srv)
+    assert value(s, "sigtrace_tracing_up") == 0
+    assert value(s, "sigtrace_events_total", backend="core", type="stop") == 1
+
+
+def test_cardinality_bound_collapses_to_other(served) -> None:
+    m, srv, _ = served  # max_containers=3
+    for i in range(5):
+        m.observe(signal_rec(proc(400 + i, f"c{i}", "ns", f"p{i}")))
+    m.observe(signal_rec(proc(400, "c0", "ns", "p0")))  # a known one still counts as itself
+    m.observe(signal_rec(proc(500)))  # the host is never collapsed
+    s = scrape(srv)
+    series = {
+        dict(labels)["container"]: v
+        for (n, labels), v in s.items()
+        if n == "sigtrace_signals_total"
+    }
+    assert series == {"c0": 2, "c1": 1, "c2": 1, "_other": 2, "": 1}
+    sig = {"signal": "SIGTERM", "outcome": "ignored", "reason": ""}
+    assert value(s, "sigtrace_signals_total", **sig, **C("_other", "_other", "_other")) == 2
+
+
+def test_idle_label_sets_are_evicted_before_collapsing() -> None:
+    now = [0.0]
+    m = Metrics(max_containers=2, idle_seconds=60, clock=lambda: now[0])
+    m.observe(signal_rec(proc(1, "old", "ns", "p-old")))
+    now[0] = 30
+    m.observe(signal_rec(proc(2, "recent", "ns", "p-recent")))
+    m.observe(rec("verdict", verdict="ignored_by_pid1", target=proc(2, "recent", "ns", "p-recent")))
+    now[0] = 61  # "old" idle for 61 s, "recent" for 31 s
+    m.observe(signal_rec(proc(3, "new", "ns", "p-new")))
+    now[0] = 62  # full again, nothing idle: collapses
+    m.observe(signal_rec(proc(4, "newer", "ns", "p-newer")))
+    s = parse(m.exposition().decode())
+    sig = {"signal": "SIGTERM", "outcome": "ignored", "reason": ""}
+    assert value(s, "sigtrace_signals_total", **sig, **C("old", "ns", "p-old")) is None
+    assert value(s, "sigtrace_signals_total", **sig, **C("recent", "ns", "p-recent")) == 1
+    assert value(s, "sigtrace_signals_total", **sig, **C("new", "ns", "p-new")) == 1
+    assert value(s, "sigtrace_signals_total", **sig, **C("_other", "_other", "_other")) == 1
+    verdict = {"verdict": "ignored_by_pid1", **C("recent", "ns", "p-recent")}
+    assert value(s, "sigtrace_verdicts_total", **verdict) == 1
+    assert "newer" not in m.exposition().decode()
+
+
+def test_healthz_follows_the_check(served) -> None:
+    _, srv, state = served
+    assert get(srv, "/healthz")[0::2] == (503, "not tracing\n")
+    state.healthy = True
+    assert get(srv, "/healthz")[0::2] == (200, "ok\n")
+    assert get(srv, "/nope")[0] == 404
+
+
+def test_healthz_is_503_when_the_check_raises() -> None:
+    def broken() -> bool:
+        raise RuntimeError("boom")
+
+    srv = serve("127.0.0.1", 0, Metrics(), healthy=broken)
+    try:
+        assert get(srv, "/healthz")[0] == 503
+    finally:
+        srv.close()
+
+
+def test_close_frees_the_port() -> None:
+    srv = serve("127.0.0.1", 0, Metrics(), healthy=lambda: True)
+    port = srv.port
+    srv.close()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    with pytest.raises(ConnectionRefusedError):
+        conn.request("GET", "/healthz")
+    # and it can be bound again at once (SO_REUSEADDR)
+    serve("127.0.0.1", port, Metrics(), healthy=lambda: True).close()
+
+
+def test_port_in_use_is_a_usage_error() -> None:
+    srv = serve("127.0.0.1", 0, Metrics(), healthy=lambda: True)
+    try:
+        with pytest.raises(UsageError, match="in use"):
+            serve("127.0.0.1", srv.port, Metrics(), healthy=lambda: True)
+    finally:
+        srv.close()
+
+
+def test_ipv6_loopback() -> None:
+    try:
+        srv = serve("::1", 0, Metrics(), healthy=lambda: True)
+    except UsageError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9090", ("127.0.0.1", 9090)),
+        ("0", ("127.0.0.1", 0)),
+        ("0.0.0.0:9090", ("0.0.0.0", 9090)),
+        ("localhost:65535", ("localhost", 65535)),
+        ("node-1.example:80", ("node-1.example", 80)),
+        ("[::1]:9090", ("::1", 9090)),
+        ("[::]:9090", ("::", 9090)),
+    ],
+)
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ":9090",
+        "host:",
+        "9090:",
+        "65536",
+        "host:-1",
+        "host:+80",
+        "1.2.3.4:99999",
+        "::1:9090",
+        "::1",
+        "[::1]",
+        "[::1]9090",
+        "[nope]:9090",
+        "300.1.1.1:80",
+        "bad_host:80",
+        " 9090",
+        "http://x:80",
+    ],
+)
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_listen(text)
