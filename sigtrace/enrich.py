@@ -5,9 +5,11 @@ being down (the cache remembers failures, and a record without a name still has 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 from sigtrace import wire
+from sigtrace.containers import containerd, crio, docker
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
@@ -19,7 +21,18 @@ from sigtrace.procfs import ProcessDescriber, Procfs
 
 
 def default_cache() -> ContainerCache:
-    return ContainerCache([DockerClient(), ContainerdBundles(), CrioStorage()])
+    """The runtimes' default paths, each overridable (a DaemonSet may mount them elsewhere)."""
+    env = os.environ.get
+    return ContainerCache(
+        [
+            DockerClient(
+                socket_path=env("SIGTRACE_DOCKER_SOCKET", docker.DEFAULT_SOCKET),
+                data_root=env("SIGTRACE_DOCKER_ROOT", docker.DEFAULT_DATA_ROOT),
+            ),
+            ContainerdBundles(env("SIGTRACE_CONTAINERD_STATE", containerd.DEFAULT_STATE_ROOT)),
+            CrioStorage(env("SIGTRACE_CRIO_ROOT", crio.DEFAULT_ROOT)),
+        ]
+    )
 
 
 def container_object(c: RuntimeContainer) -> dict:

@@ -9,6 +9,7 @@ record, last.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -45,7 +46,9 @@ def parse_lines(text: str) -> list[Record]:
 class Tracer:
     """A running `sigtrace --format jsonl`, writing to a file."""
 
-    def __init__(self, args: list[str], out_path: Path, err_path: Path) -> None:
+    def __init__(
+        self, args: list[str], out_path: Path, err_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.args = args
         self.out_path = out_path
         self.err_path = err_path
@@ -57,6 +60,7 @@ class Tracer:
             stdout=self._out,
             stderr=self._err,
             cwd=REPO,
+            env={**os.environ, **(env or {})},
         )
         self.records: list[Record] | None = None
 

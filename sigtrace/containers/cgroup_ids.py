@@ -142,3 +142,21 @@ class CgroupIds:
         if len(paths) + len(found) > self.max_entries:
             paths.clear()
         paths.update(found)
+
+    def ids_of_container(self, container_id: str) -> set[int]:
+        """Every cgroup (v2 and v1 pids) whose path names this container: for a container the
+        runtime could not tell us a pid of (runtime down, traced by full id)."""
+        from sigtrace.containers.cgroup_path import container_from_path
+
+        out: set[int] = set()
+        for hierarchy in HIERARCHIES:
+            root = self.layout.root(hierarchy)
+            if root is None:
+                continue
+            found = walk_ids(root)
+            self._remember(hierarchy, found)
+            for cg_id, path in found.items():
+                ref = container_from_path(path)
+                if ref is not None and ref.id == container_id:
+                    out.add(cg_id)
+        return out

@@ -95,8 +95,16 @@ class ContainerSelector:
 
     def _refresh(self, sel: Selection) -> None:
         for c in self._matches(sel):
-            if c.pid <= 0 or sel.matched.get(c.id) == c.pid:
-                continue  # not running, or nothing new since last time
+            if c.pid <= 0:
+                # No pid from the runtime: find its cgroups by id (once), if it has any.
+                if c.runtime == "unknown" and c.id not in sel.matched:
+                    ids = self.cgroups.ids_of_container(c.id)
+                    if ids:
+                        sel.matched[c.id] = 0
+                        self.ids |= ids
+                continue
+            if sel.matched.get(c.id) == c.pid:
+                continue  # nothing new since last time
             ids = self.cgroup_ids_of(c.pid)
             if ids:
                 sel.matched[c.id] = c.pid

@@ -125,8 +125,10 @@ class CtrFactory:
         labels: dict[str, str] | None = None,
         cgroup: str | None = None,
         image: str = IMAGE_REF,
+        cri_id: bool = False,
     ) -> CtrContainer:
-        cid = f"{ID_PREFIX}{name}-{secrets.token_hex(3)}"
+        # cri_id: a 64-hex id, as the CRI makes them (and as cgroup paths are parsed).
+        cid = secrets.token_hex(32) if cri_id else f"{ID_PREFIX}{name}-{secrets.token_hex(3)}"
         self.ids.append(cid)  # before the run: a created-but-unstarted container must go too
         log = self.log_dir / f"{cid}.log"
         flags = ["--log-uri", f"file://{log}"]
@@ -245,4 +247,5 @@ def cri_container(ctr_factory: CtrFactory, cri_pod: Pod) -> CtrContainer:
         "3600",
         annotations=cri_annotations(cri_pod.name, cri_pod.namespace, cri_pod.uid, "app"),
         cgroup=f"/kubepods/besteffort/pod{cri_pod.uid}/{{id}}",
+        cri_id=True,
     )

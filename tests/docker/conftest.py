@@ -41,6 +41,9 @@ def _load_image_builder() -> ModuleType:
 
 
 images = sys.modules.get("sigtrace_test_images") or _load_image_builder()
+# Test modules import helpers from `sigtrace_docker_helpers`: several folders have a
+# conftest.py, and the name `conftest` belongs to whichever was imported last.
+sys.modules.setdefault("sigtrace_docker_helpers", sys.modules[__name__])
 
 
 def docker(*args: str, timeout: float = CMD_TIMEOUT_S, check: bool = True) -> str:
