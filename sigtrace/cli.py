@@ -14,6 +14,7 @@ import click
 
 from sigtrace.commands.daemon import daemon
 from sigtrace.commands.doctor import doctor
+from sigtrace.commands.explain import explain
 from sigtrace.commands.options import make_config, trace_options
 from sigtrace.commands.replay import replay
 from sigtrace.errors import SigtraceError, UsageError
@@ -92,6 +93,7 @@ def cli(
 cli.add_command(doctor)
 cli.add_command(replay)
 cli.add_command(daemon)
+cli.add_command(explain)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,11 +85,14 @@ def _named(procs: list[Proc]) -> str:
     return names + more
 
 
+def _verb(procs: list[Proc], one: str, many: str) -> str:
+    return one if len(procs) == 1 else many
+
+
 def _sigkilled(procs: list[Proc]) -> str:
     if not procs:
         return "PID 1 will be SIGKILLed after the grace period"
-    verb = "is" if len(procs) == 1 else "are"
-    return f"{_named(procs)} {verb} SIGKILLed with it after the grace period"
+    return f"{_named(procs)} {_verb(procs, 'is', 'are')} SIGKILLed with it after the grace period"
 
 
 def _pid1_text(p: Proc) -> str:
@@ -128,8 +131,7 @@ def _dropped(snap: Snapshot, below: list[Proc]) -> Prediction:
     what = "a shell with no handler" if kind else "without a handler"
     summary = f"{sig} will be dropped: {_pid1_text(p1)} is {what}; {_sigkilled(below)}."
     if kind == "script":
-        conf = ("medium", "PID 1 is a shell script: if it sets a trap or `exec`s the server later")
-        conf = (conf[0], conf[1] + ", the outcome changes")
+        conf = ("medium", "PID 1 is a shell script: a trap or `exec` later would change it")
         hint = f"End the script with `exec server …` so the server becomes PID 1, or {INIT_FIX}."
     elif kind == "command":
         conf = ("high", "a shell running a command string keeps no handler for it")
@@ -148,8 +150,9 @@ def _init(snap: Snapshot) -> Prediction:
     if ignoring:
         return Prediction(
             "ignored_sig_ign",
-            f"{_pid1_text(p1)} waits for {sig} and forwards it, but {_named(ignoring)} ignores "
-            f"it; everything is SIGKILLed after the grace period.",
+            f"{_pid1_text(p1)} waits for {sig} and forwards it, but {_named(ignoring)} "
+            f"{_verb(ignoring, 'ignores', 'ignore')} it; everything is SIGKILLed after the grace "
+            "period.",
             "medium",
             "assumes PID 1 forwards to its child like tini and dumb-init",
             f"Stop ignoring {sig} in {ignoring[0].comm}, or set STOPSIGNAL to a signal it handles.",
@@ -189,11 +192,12 @@ def _handled(snap: Snapshot, below: list[Proc]) -> Prediction:
     sig = signals.name(snap.stop_signal)
     p1 = snap.pid1
     workers = [p for p in below if p.caught]
-    summary = f"{sig} will reach {_pid1_text(p1)}'s handler."
+    summary = f"{sig} will reach the handler of {_pid1_text(p1)}."
     if workers:
         return Prediction(
             "graceful",
-            summary + f" {_named(workers)} handle {sig} too, and need PID 1 to pass it on.",
+            summary + f" Below it, {_named(workers)} {_verb(workers, 'handles', 'handle')} {sig} "
+            "too: PID 1 has to pass it on.",
             "low",
             "whether PID 1's handler passes the signal on cannot be seen from outside",
             f"If PID 1 is only a wrapper, `exec` the server instead, or {INIT_FIX}.",

@@ -261,7 +261,6 @@ def _is_runtime_kill(rec: Rec, cid: str) -> bool:
         and _cid(rec["target"]) == cid
         and _cid(rec.get("sender")) != cid
         and rec.get("scope") not in _OUTSIDE_SCOPES
-        and rec.get("code") != "SI_KERNEL"
         and rec.get("outcome") in ("delivered", "pending", "merged")
     )
 
@@ -344,7 +343,6 @@ def _is_forward(rec: Rec, cid: str) -> bool:
         and _cid(rec["target"]) == cid
         and not rec["target"].get("pid1")
         and rec.get("scope") not in _OUTSIDE_SCOPES
-        and rec.get("code") != "SI_KERNEL"
     )
 
 

@@ -40,6 +40,10 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("st-busybox"),
     ImageSpec("st-shellform", ("server.sh",)),
     ImageSpec("st-execform", ("server.sh",)),
+    # Termination stories (tests/unit/test_stories.py, tests/data/stories/record.py).
+    ImageSpec("st-sigign", ("sigign.sh",)),
+    ImageSpec("st-noforward", ("noforward.sh", "server.sh")),
+    ImageSpec("st-slowstop", ("slowstop.sh",)),
 )
 IMAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in IMAGES)
 

@@ -1,0 +1,213 @@
+"""`sigtrace explain`: what a stop of this container will do, before anyone sends anything.
+
+The edge: the runtime names the container (its PID 1 and STOPSIGNAL), /proc gives the tree
+below PID 1 and each process's dispositions; sigtrace/predict.py decides. Exit code 0 when a
+graceful stop is expected, 10 when not, so that a CI pipeline can gate on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TextIO
+
+import click
+
+from sigtrace import SCHEMA, signals
+from sigtrace.errors import ContainerNotFound, UsageError
+from sigtrace.escape import printable
+from sigtrace.predict import Prediction, Proc, Snapshot, descendants, predict
+from sigtrace.procfs import Procfs
+from sigtrace.timefmt import Clock
+
+EXIT_NOT_GRACEFUL = 10
+MAX_DEPTH = 6
+MAX_PROCS = 256
+
+
+def _mask_has(status: dict[str, str], key: str, signo: int) -> bool:
+    try:
+        return bool(int(status.get(key, "0"), 16) >> (signo - 1) & 1)
+    except ValueError:
+        return False
+
+
+def _ns_pid(status: dict[str, str]) -> int | None:
+    last = status.get("NSpid", "").split()[-1:]
+    return int(last[0]) if last and last[0].isdigit() else None
+
+
+def _child_pids(procfs: Procfs, pid: int) -> list[int]:
+    """From /proc/<pid>/task/*/children (CONFIG_PROC_CHILDREN), else by scanning PPid."""
+    task_dir = os.path.join(procfs.root, str(pid), "task")
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return []
+    found: list[int] = []
+    have_file = False
+    for tid in tids:
+        raw = procfs.read(pid, f"task/{tid}/children")
+        if raw is not None:
+            have_file = True
+            found += [int(w) for w in raw.split() if w.isdigit()]
+    if have_file:
+        return sorted(set(found))
+    return _scan_children(procfs, pid)
+
+
+def _scan_children(procfs: Procfs, pid: int) -> list[int]:
+    out = []
+    for name in os.listdir(procfs.root):
+        if name.isdigit() and (st := procfs.status(int(name))) and st.get("PPid") == str(pid):
+            out.append(int(name))
+    return sorted(out)
+
+
+def read_proc(
+    procfs: Procfs, pid: int, signo: int, depth: int = 0, budget: list[int] | None = None
+) -> Proc:
+    """One process and the tree below it, as the predictor sees them."""
+    budget = budget if budget is not None else [MAX_PROCS]
+    budget[0] -= 1
+    status = procfs.status(pid)
+    if status is None:
+        raise ContainerNotFound(f"process {pid} is gone")
+    wchan = (procfs.read(pid, "wchan") or b"").decode("ascii", "replace")
+    kids: list[Proc] = []
+    if depth < MAX_DEPTH:
+        for child in _child_pids(procfs, pid):
+            if budget[0] <= 0:
+                break
+            try:
+                kids.append(read_proc(procfs, child, signo, depth + 1, budget))
+            except ContainerNotFound:
+                continue  # exited while we looked
+    return Proc(
+        pid=pid,
+        comm=status.get("Name", "?"),
+        ns_pid=_ns_pid(status),
+        cmdline=procfs.cmdline(pid),
+        caught=_mask_has(status, "SigCgt", signo),
+        ignored=_mask_has(status, "SigIgn", signo),
+        blocked=_mask_has(status, "SigBlk", signo),
+        sigwait="sigtimedwait" in wchan,
+        children=tuple(kids),
+    )
+
+
+def _proc_row(p: Proc, depth: int) -> dict:
+    return {
+        "pid": p.pid,
+        "ns_pid": p.ns_pid,
+        "comm": p.comm,
+        "cmdline": p.cmdline,
+        "depth": depth,
+        "handles": p.handling(),
+    }
+
+
+def explain_record(container: dict, snap: Snapshot, pred: Prediction, now: str) -> dict:
+    p1 = snap.pid1
+    return {
+        "schema": SCHEMA,
+        "type": "explain",
+        "time": now,
+        "container": container,
+        "stop_signal": signals.name(snap.stop_signal),
+        "expect": pred.expect,
+        "graceful": pred.graceful,
+        "summary": pred.summary,
+        "confidence": pred.confidence,
+        "confidence_reason": pred.confidence_reason,
+        "hint": pred.hint,
+        "processes": [_proc_row(p1, 0)] + [_proc_row(p, d) for d, p in descendants(p1)],
+    }
+
+
+def render_text(rec: dict) -> str:
+    c = rec["container"]
+    name = printable(c.get("name") or c["id"][:12])
+    image = f", {printable(c['image'])}" if c.get("image") else ""
+    lines = [f"container {name} ({c.get('runtime')}{image}), stop signal {rec['stop_signal']}"]
+    for p in rec["processes"]:
+        ns = f" ns:{p['ns_pid']}" if p.get("ns_pid") not in (None, p["pid"]) else ""
+        head = "PID 1 " if p["depth"] == 0 else ""
+        cmd = f" `{printable(p['cmdline'])}`" if p.get("cmdline") else ""
+        who = f"{printable(p['comm'])} (pid {p['pid']}{ns})"
+        lines.append(f"{'  ' * (p['depth'] + 1)}{head}{who}{cmd}: {p['handles']}")
+    verdict = "graceful" if rec["graceful"] else f"NOT graceful ({rec['expect']})"
+    lines.append(f"  prediction: {verdict}: {printable(rec['summary'])}")
+    lines.append(f"  confidence: {rec['confidence']} ({printable(rec['confidence_reason'])})")
+    lines.append(f"  fix: {printable(rec['hint'])}")
+    return "\n".join(lines)
+
+
+def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list:
+    from sigtrace.containers.select import parse_pod
+    from sigtrace.enrich import default_cache
+
+    cache = default_cache()
+    found = []
+    for query in containers:
+        found += cache.resolve(query)
+    for query in pods:
+        ns, name = parse_pod(query)
+        members = [c for c in cache.pod_members(ns, name) if not c.sandbox]
+        if not members:
+            where = f" in namespace {ns}" if ns else ""
+            raise ContainerNotFound(f"no pod {name!r}{where}")
+        found += members
+    return found
+
+
+def run_explain(
+    containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str, out: TextIO
+) -> int:
+    """Writes one `explain` record per container; returns the exit code."""
+    from sigtrace.enrich import container_object
+    from sigtrace.stories import stop_signal_number
+
+    if not containers and not pods:
+        raise UsageError("explain needs --container or --pod")
+    procfs = Procfs(proc_root)
+    clock = Clock()
+    code = 0
+    for rc in _targets(containers, pods):
+        if rc.pid <= 0:
+            raise ContainerNotFound(f"container {printable(rc.name or rc.id[:12])} is not running")
+        signo = stop_signal_number(rc.stop_signal) or signals.SIGTERM
+        snap = Snapshot(signo, read_proc(procfs, rc.pid, signo))
+        pred = predict(snap)
+        rec = explain_record(container_object(rc), snap, pred, clock.now_iso())
+        out.write((json.dumps(rec) if fmt == "jsonl" else render_text(rec)) + "\n")
+        if not pred.graceful:
+            code = EXIT_NOT_GRACEFUL
+    out.flush()
+    return code
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  sudo sigtrace explain --container web          # before `docker stop web`
+  sudo sigtrace explain --pod shop/api-7c9f --format jsonl
+  sigtrace explain -c web || echo "web will not stop gracefully"   # exit 10
+"""
+)
+@click.option("--container", "-c", "containers", multiple=True, metavar="NAME|ID")
+@click.option("--pod", "pods", multiple=True, metavar="[NAMESPACE/]NAME")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True
+)
+@click.option("--proc-root", envvar="SIGTRACE_PROC_ROOT", default="/proc", show_default=True)
+def explain(containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str) -> None:
+    """Predict what stopping a container will do (nothing is sent): exit 0 if graceful, 10 if not.
+
+    Reads PID 1's command line, which processes handle, ignore or block the stop signal (the
+    image's STOPSIGNAL, else SIGTERM), and the process tree below PID 1.
+    """
+    code = run_explain(containers, pods, fmt, proc_root, sys.stdout)
+    if code:
+        sys.exit(code)  # not an error: the answer, for CI to gate on

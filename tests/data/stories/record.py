@@ -1,0 +1,128 @@
+"""Re-records the committed termination stories (root, real kernel, Docker):
+`python tests/data/stories/record.py [SCENARIO ...]`.
+
+Each scenario starts a container from the tests/images images, runs
+`sigtrace --container NAME --format jsonl` on it, stops or kills it, and writes the records
+to <scenario>.jsonl (live `verdict` records are left out: the unit tests make their own).
+tests/unit/test_stories.py replays them without root. `oom.jsonl` is recorded too when the
+kernel's OOM killer fires in a `--memory 8m` container (it does here, cgroup v1).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+GRACE_S = 2
+LABEL = "sigtrace.test=1"
+
+
+def docker(*args: str, check: bool = True) -> str:
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def run(name: str, image: str, *args: str, flags: tuple[str, ...] = ()) -> str:
+    full = f"st-rec-{name}-{secrets.token_hex(3)}"
+    docker("run", "-d", "--pull", "never", "--name", full, "--label", LABEL, *flags, image, *args)
+    return full
+
+
+def wait_log(name: str, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (
+        text
+        not in subprocess.run(
+            ["docker", "logs", name], capture_output=True, text=True, check=False
+        ).stdout
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: no {text!r} in its logs")
+        time.sleep(0.05)
+
+
+def trace(names: list[str], out: Path, action: Callable[[], None]) -> None:
+    cmd = [sys.executable, "-m", "sigtrace", "--format", "jsonl"]
+    for n in names:
+        cmd += ["--container", n]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert '"type":"start"' in first, first
+    try:
+        action()
+        for n in names:
+            docker("wait", n, check=False)
+        time.sleep(1.0)  # the namespace teardown and the last exits
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    lines = [first, *rest.splitlines(keepends=True)]
+    kept = [ln for ln in lines if json.loads(ln)["type"] != "verdict"]
+    out.write_text("".join(kept))
+    for n in names:
+        docker("rm", "-f", n, check=False)
+    print(f"{out.name}: {len(kept)} records", file=sys.stderr)
+
+
+def stop_scenario(scenario: str, image: str, flags: tuple[str, ...] = ()) -> None:
+    name = run(scenario, image, flags=flags)
+    wait_log(name, "ready")
+    trace([name], HERE / f"{scenario}.jsonl", lambda: docker("stop", "-t", str(GRACE_S), name))
+
+
+def kill() -> None:
+    name = run("kill", "st-execform")
+    wait_log(name, "ready")
+    trace([name], HERE / "kill.jsonl", lambda: docker("kill", name))
+
+
+def oom() -> None:
+    # A busybox memory hog: `tail` keeps the last 10 lines of /dev/zero, one endless line.
+    script = "echo ready; while [ ! -e /go ]; do sleep 0.1; done; head -c 64m /dev/zero | tail"
+    flags = ("--memory", "8m", "--memory-swap", "8m")
+    name = run("oom", "st-busybox", "sh", "-c", script, flags=flags)
+    wait_log(name, "ready")
+    trace([name], HERE / "oom.jsonl", lambda: docker("exec", name, "touch", "/go"))
+
+
+def two() -> None:
+    """Two containers stopped at the same moment under one tracer: interleaved stories."""
+    a = run("two-shell", "st-shellform")
+    b = run("two-exec", "st-execform")
+    wait_log(a, "ready")
+    wait_log(b, "ready")
+    trace([a, b], HERE / "two.jsonl", lambda: docker("stop", "-t", str(GRACE_S), a, b))
+
+
+SCENARIOS: dict[str, Callable[[], None]] = {
+    "shellform": lambda: stop_scenario("shellform", "st-shellform"),
+    "execform": lambda: stop_scenario("execform", "st-execform"),
+    "tini": lambda: stop_scenario("tini", "st-execform", ("--init",)),
+    "sigign": lambda: stop_scenario("sigign", "st-sigign"),
+    "noforward": lambda: stop_scenario("noforward", "st-noforward"),
+    "slowstop": lambda: stop_scenario("slowstop", "st-slowstop"),
+    "kill": kill,
+    "oom": oom,
+    "two": two,
+}
+
+
+def main(names: list[str]) -> None:
+    subprocess.run([sys.executable, str(REPO / "tests/images/build.py")], check=True)
+    for n in names or list(SCENARIOS):
+        SCENARIOS[n]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
