@@ -304,25 +304,27 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 
 	u32 flags = 0;
 	unsigned int sflags = BPF_CORE_READ(task, signal, flags);
+	struct pid_namespace *tns = task_pidns(task);
 
-	if (sflags & SIGNAL_UNKILLABLE)
+	/* A fatal signal's complete_signal() has already replaced signal->flags by now:
+	 * being its namespace's child reaper says the same and survives that. */
+	if ((sflags & SIGNAL_UNKILLABLE) ||
+	    (tns && BPF_CORE_READ(tns, child_reaper) == BPF_CORE_READ(task, group_leader)))
 		flags |= ST_F_UNKILLABLE;
-	unsigned long blocked = BPF_CORE_READ(task, blocked.sig[0]);
+	unsigned long bit = 1UL << ((sig - 1) & 63);
 
-	if (blocked & (1UL << ((sig - 1) & 63)))
+	if (BPF_CORE_READ(task, blocked.sig[0]) & bit)
 		flags |= ST_F_BLOCKED;
+	else if (BPF_CORE_READ(task, real_blocked.sig[0]) & bit)
+		flags |= ST_F_WAITING; /* sigtimedwait() unblocked it for the wait */
 	if (BPF_CORE_READ(task, ptrace))
 		flags |= ST_F_PTRACED;
 	if (call) {
 		flags |= ST_F_SYSCALL;
 		e->syscall_seq = call->seq;
 	}
-	if (BPF_CORE_READ(cur, flags) & PF_EXITING) {
-		struct pid_namespace *ns = task_pidns(task);
-
-		if (ns && BPF_CORE_READ(ns, child_reaper) == cur)
-			flags |= ST_F_TEARDOWN;
-	}
+	if ((BPF_CORE_READ(cur, flags) & PF_EXITING) && tns && BPF_CORE_READ(tns, child_reaper) == cur)
+		flags |= ST_F_TEARDOWN;
 	e->flags = flags;
 	fill_task(&e->sender, cur);
 	fill_task(&e->target, task);

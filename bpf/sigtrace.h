@@ -52,6 +52,7 @@ enum st_handler {
 #define ST_F_GROUP_EXIT (1u << 5)  /* deliver: a group exit is under way (sig reads SIGKILL) */
 #define ST_F_OOM_VICTIM (1u << 6)  /* exit: the OOM killer chose this process */
 #define ST_F_CORE_DUMPED (1u << 7) /* exit: core dumped */
+#define ST_F_WAITING (1u << 8)     /* target waits for it in sigtimedwait() (tini, dumb-init) */
 
 struct st_task {
 	__u64 cgroup_id;    /* cgroup v2 (default hierarchy) id */

@@ -137,6 +137,7 @@ struct task_struct {
 	struct signal_struct *signal;
 	struct sighand_struct *sighand;
 	sigset_t blocked;
+	sigset_t real_blocked;
 	struct css_set *cgroups;
 };
 

@@ -138,6 +138,7 @@ class Correlator:
             "blocked": bool(g.flags & wire.F_BLOCKED),
             "unkillable": bool(g.flags & wire.F_UNKILLABLE),
             "ptraced": bool(g.flags & wire.F_PTRACED),
+            "waiting": bool(g.flags & wire.F_WAITING),
         }
         out["si_pid"] = g.si_pid if g.info_kind == wire.INFO_PTR else None
         if g.derived:
@@ -178,7 +179,9 @@ class Correlator:
         out = self._base("deliver", d.ts_ns)
         out["signal"] = signals.name(act.signo)
         out["signo"] = act.signo
-        out["code"] = signals.code_name(act.signo, d.code) if act.reported_as is None else None
+        # get_signal()'s group-exit path traces with SEND_SIG_NOINFO: there is no code then.
+        known = act.reported_as is None and d.info_kind != wire.INFO_NOINFO
+        out["code"] = signals.code_name(act.signo, d.code) if known else None
         out["target"] = self.describe(d.task, "target")
         out["action"] = act.action
         out["reported_as"] = signals.name(act.reported_as) if act.reported_as else None

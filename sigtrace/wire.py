@@ -50,6 +50,7 @@ F_PTRACED = 1 << 4
 F_GROUP_EXIT = 1 << 5
 F_OOM_VICTIM = 1 << 6
 F_CORE_DUMPED = 1 << 7
+F_WAITING = 1 << 8
 
 # (name, struct format) in declaration order; a tuple value is a nested struct.
 HEADER = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
