@@ -11,20 +11,19 @@ does not answer is a failure: CI starts both.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.images import build as images
 
 NAMESPACE = "k8s.io"
 IMAGE = "st-busybox"
@@ -34,21 +33,6 @@ TASK_ROOT = Path("/run/containerd/io.containerd.runtime.v2.task")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 ID_PREFIX = "st-test-"
 CMD_TIMEOUT_S = 60.0
-
-
-def _load_image_builder() -> ModuleType:
-    # tests/ is not a package; load the builder by path rather than via sys.path games.
-    path = Path(__file__).resolve().parents[1] / "images" / "build.py"
-    spec = importlib.util.spec_from_file_location("sigtrace_test_images", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-images = sys.modules.get("sigtrace_test_images") or _load_image_builder()
 
 
 def ctr(*args: str, timeout: float = CMD_TIMEOUT_S, check: bool = True) -> str:

@@ -6,7 +6,6 @@ skip: CI starts Docker, so a silent skip would hide a broken setup.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -15,10 +14,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.images import build as images
 
 DOCKER = "docker"
 NAME_PREFIX = "st-test-"
@@ -28,19 +27,6 @@ OWNER_LABEL = "sigtrace.test=1"
 CMD_TIMEOUT_S = 60.0
 
 
-def _load_image_builder() -> ModuleType:
-    # tests/ is not a package; load the builder by path rather than via sys.path games.
-    path = Path(__file__).resolve().parents[1] / "images" / "build.py"
-    spec = importlib.util.spec_from_file_location("sigtrace_test_images", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-images = sys.modules.get("sigtrace_test_images") or _load_image_builder()
 # Test modules import helpers from `sigtrace_docker_helpers`: several folders have a
 # conftest.py, and the name `conftest` belongs to whichever was imported last.
 sys.modules.setdefault("sigtrace_docker_helpers", sys.modules[__name__])

@@ -1,0 +1,88 @@
+/*
+ * Signal storm for tests/bench/run_bench.py: kill(getpid(), SIG) in a loop.
+ *
+ * usage: storm SECONDS [RATE [SIGNO]]
+ *   RATE 0 (default) sends as fast as it can; RATE > 0 paces to that many signals/s.
+ *   SIGNO defaults to SIGUSR1; a counting handler is installed for it.
+ * Prints one JSON line when done:
+ *   {"pid":P,"kills":N,"handled":H,"seconds":S,"rate":N/S}
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 16
+
+static volatile sig_atomic_t handled;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	handled++;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double t)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)t;
+	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+		;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: storm SECONDS [RATE [SIGNO]]\n");
+		return 2;
+	}
+	double seconds = atof(argv[1]);
+	double rate = argc > 2 ? atof(argv[2]) : 0.0;
+	int sig = argc > 3 ? atoi(argv[3]) : SIGUSR1;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, NULL) != 0) {
+		perror("sigaction");
+		return 1;
+	}
+
+	pid_t me = getpid();
+	long kills = 0;
+	double start = now_s();
+	double elapsed = 0.0;
+
+	for (;;) {
+		for (int i = 0; i < BATCH; i++)
+			kill(me, sig);
+		kills += BATCH;
+		elapsed = now_s() - start;
+		if (elapsed >= seconds)
+			break;
+		if (rate > 0.0) {
+			double due = (double)kills / rate;
+
+			if (due > elapsed)
+				sleep_until(start + due);
+		}
+	}
+	printf("{\"pid\":%d,\"kills\":%ld,\"handled\":%ld,\"seconds\":%.6f,\"rate\":%.1f}\n",
+	       (int)me, kills, (long)handled, elapsed, (double)kills / elapsed);
+	return 0;
+}
