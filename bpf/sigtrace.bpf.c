@@ -253,6 +253,16 @@ static __always_inline void read_info(struct kernel_siginfo *info, s32 *code, s3
 	*si_uid = BPF_CORE_READ(info, _sifields._kill._uid);
 }
 
+#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
+
+/* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
+static __always_inline bool fanout_request(struct inflight *call)
+{
+	if (call->nr == ST_SYS_KILL)
+		return call->req_pid <= 0;
+	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
+}
+
 static __always_inline void track(u32 tgid, u64 bits)
 {
 	u64 *v = bpf_map_lookup_elem(&tracked, &tgid);
@@ -322,6 +332,11 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	if (call) {
 		flags |= ST_F_SYSCALL;
 		e->syscall_seq = call->seq;
+		e->sys_nr = call->nr;
+		e->req_pid = call->req_pid;
+		e->sys_flags = call->sys_flags;
+		if (fanout_request(call))
+			flags |= ST_F_FANOUT;
 	}
 	if ((BPF_CORE_READ(cur, flags) & PF_EXITING) && tns && BPF_CORE_READ(tns, child_reaper) == cur)
 		flags |= ST_F_TEARDOWN;
@@ -416,6 +431,10 @@ static __always_inline int syscall_exit(long ret)
 		return 0;
 	struct task_struct *cur = bpf_get_current_task_btf();
 
+	/* A single-target call's signal carried everything already; only a fan-out's count
+	 * and a failure are news (that halves the records of a kill() storm). */
+	if (call->emitted > 0 && !fanout_request(call))
+		goto out;
 	if (call->emitted == 0) {
 		/* Its signals were all filtered out, or it sent none: only a failure is news,
 		 * and only when its sender (or the pid it named) is one we trace. */

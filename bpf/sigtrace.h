@@ -8,7 +8,7 @@
 #ifndef __SIGTRACE_H__
 #define __SIGTRACE_H__
 
-#define ST_ABI_VERSION 1
+#define ST_ABI_VERSION 2
 #define ST_COMM_LEN 16
 
 enum st_kind {
@@ -53,6 +53,7 @@ enum st_handler {
 #define ST_F_OOM_VICTIM (1u << 6)  /* exit: the OOM killer chose this process */
 #define ST_F_CORE_DUMPED (1u << 7) /* exit: core dumped */
 #define ST_F_WAITING (1u << 8)     /* target waits for it in sigtimedwait() (tini, dumb-init) */
+#define ST_F_FANOUT (1u << 9)      /* its syscall named a group: an st_syscall record follows */
 
 struct st_task {
 	__u64 cgroup_id;    /* cgroup v2 (default hierarchy) id */
@@ -75,6 +76,10 @@ struct st_header {
 struct st_generate {
 	struct st_header hdr;
 	__u64 syscall_seq; /* valid with ST_F_SYSCALL: matches st_syscall.seq */
+	__s32 sys_nr;      /* with ST_F_SYSCALL: enum st_sys of the call that sent it */
+	__s32 req_pid;     /* with ST_F_SYSCALL: the call's pid argument (see st_syscall) */
+	__u32 sys_flags;   /* with ST_F_SYSCALL: pidfd_send_signal flags */
+	__u32 _pad;
 	__s32 sig;
 	__s32 code;     /* si_code (SI_USER for NOINFO, SI_KERNEL for PRIV) */
 	__s32 si_errno; /* siginfo errno: not a result */
@@ -102,6 +107,8 @@ struct st_deliver {
 	struct st_task task;
 };
 
+/* Only for calls whose signals need it: a group request (ST_F_FANOUT: how many it reached),
+ * or a call that failed before generating anything (EPERM, ESRCH). */
 struct st_syscall {
 	struct st_header hdr;
 	__u64 seq;

@@ -8,6 +8,8 @@ that failed before generating anything, and classifies every record. Naming a pr
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +25,17 @@ from sigtrace.classify import (
     scope_of_generate,
     scope_of_syscall,
 )
+from sigtrace.escape import printable
 
 Out = dict[str, Any]
 # describe(task, role) -> the process object; role is "sender", "target" or "process".
 Describe = Callable[[wire.Task, str], dict]
 # How long signals wait for their syscall's record before going out without it.
 SYSCALL_WAIT_NS = 1_000_000_000
+# Process objects are built once per task and reused (read-only) for this long, so that a
+# name learned later (a runtime that answered late) still shows up.
+MEMO_NS = 1_000_000_000
+MEMO_MAX = 8192
 
 
 def basic_process(task: wire.Task, role: str = "process") -> dict:
@@ -36,7 +43,7 @@ def basic_process(task: wire.Task, role: str = "process") -> dict:
         "pid": task.pid,
         "tid": task.tid,
         "ns_pid": task.ns_pid,
-        "comm": task.comm,
+        "comm": printable(task.comm),
         "pid1": None if task.ns_pid is None else task.ns_pid == 1,
         "uid": task.uid,
     }
@@ -48,9 +55,21 @@ class Correlator:
         self.describe = describe
         # syscall seq -> generate records waiting for their syscall's record
         self._waiting: dict[int, list[wire.Generate]] = {}
-        # (ts_ns, record) ready but held until nothing older can still come
-        self._hold: list[tuple[int, Out]] = []
+        # heap of (ts_ns, tie, record): ready, but held until nothing older can still come
+        self._hold: list[tuple[int, int, Out]] = []
+        self._tie = itertools.count()
+        self._memo: dict[tuple[wire.Task, str], dict] = {}
+        self._memo_since = 0
         self.counts: dict[str, int] = {}
+
+    def _proc(self, task: wire.Task, role: str) -> dict:
+        key = (task, role)
+        d = self._memo.get(key)
+        if d is None:
+            if len(self._memo) >= MEMO_MAX:
+                self._memo.clear()
+            d = self._memo[key] = self.describe(task, role)
+        return d
 
     def _base(self, kind: str, ts_ns: int) -> Out:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -58,48 +77,56 @@ class Correlator:
 
     def feed(self, rec: wire.Record) -> list[Out]:
         """Output records now ready, in time order."""
-        if isinstance(rec, wire.Generate) and rec.flags & wire.F_SYSCALL:
-            self._waiting.setdefault(rec.syscall_seq, []).append(rec)
-            return []
-        if isinstance(rec, wire.Syscall):
-            self._hold.extend(self._syscall(rec))
-        elif isinstance(rec, wire.Generate):
-            self._hold.append((rec.ts_ns, self._signal(rec, None, None)))
+        if isinstance(rec, wire.Generate):
+            if rec.flags & wire.F_FANOUT:  # its count comes with the syscall's own record
+                self._waiting.setdefault(rec.syscall_seq, []).append(rec)
+                return []
+            out = self._signal(rec, None)
+        elif isinstance(rec, wire.Syscall):
+            for ts, o in self._syscall(rec):
+                self._hold_back(ts, o)
+            return self._release()
         elif isinstance(rec, wire.Deliver):
-            self._hold.append((rec.ts_ns, self._deliver(rec)))
+            out = self._deliver(rec)
         elif isinstance(rec, wire.Exit):
-            self._hold.append((rec.ts_ns, self._exit(rec)))
+            out = self._exit(rec)
         else:
-            self._hold.append((rec.ts_ns, self._oom(rec)))
+            out = self._oom(rec)
+        if not self._waiting and not self._hold:
+            return [out]  # nothing in flight: the common case costs no heap
+        self._hold_back(rec.ts_ns, out)
         return self._release()
 
+    def _hold_back(self, ts_ns: int, out: Out) -> None:
+        heapq.heappush(self._hold, (ts_ns, next(self._tie), out))
+
     def _release(self) -> list[Out]:
-        """Records older than every signal still waiting for its syscall, sorted by time.
+        """Records older than every signal still waiting for its syscall, in time order.
 
         The ring buffer orders records by reservation, so a delivery on one CPU can come
         before the syscall that sent it finished on another; holding back keeps the story
-        in order (text) and costs nothing when no syscall is in flight.
+        in order. A heap: a sender that dies inside kill() holds things back for a second.
         """
-        if not self._hold:
-            return []
-        if self._waiting:
-            mark = min(gens[0].ts_ns for gens in self._waiting.values())
-            ready = [h for h in self._hold if h[0] < mark]
-            if not ready:
-                return []
-            self._hold = [h for h in self._hold if h[0] >= mark]
-        else:
-            ready, self._hold = self._hold, []
-        ready.sort(key=lambda h: h[0])
-        return [out for _, out in ready]
+        hold = self._hold
+        # The first waiting call is the oldest one: records arrive in (nearly) time order,
+        # and a min() over them all would cost O(waiting) per record when many are overdue.
+        mark = next(iter(self._waiting.values()))[0].ts_ns if self._waiting else None
+        ready = []
+        while hold and (mark is None or hold[0][0] < mark):
+            ready.append(heapq.heappop(hold)[2])
+        return ready
 
     def flush(self, now_ns: int | None = None) -> list[Out]:
         """Signals whose syscall record is overdue (or all, at the end) go out without it."""
+        if now_ns is not None and now_ns - self._memo_since > MEMO_NS:
+            self._memo.clear()
+            self._memo_since = now_ns
         for seq in list(self._waiting):
             gens = self._waiting[seq]
             if now_ns is None or now_ns - gens[0].ts_ns > SYSCALL_WAIT_NS:
                 del self._waiting[seq]
-                self._hold.extend((g.ts_ns, self._signal(g, None, None)) for g in gens)
+                for g in gens:
+                    self._hold_back(g.ts_ns, self._signal(g, None))
         return self._release()
 
     def lost(self, count: int, ts_ns: int) -> Out:
@@ -111,27 +138,26 @@ class Correlator:
         gens = self._waiting.pop(sc.seq, [])
         if not gens:
             return [(sc.ts_ns, self._failed(sc))] if sc.ret < 0 else []
-        fanout = None
-        if is_fanout_request(sc.nr, sc.req_pid, sc.sys_flags):
-            fanout = {"id": sc.seq, "count": sc.count, "requested": sc.req_pid}
-        return [(g.ts_ns, self._signal(g, sc, fanout)) for g in gens]
+        fanout = {"id": sc.seq, "count": sc.count, "requested": sc.req_pid}
+        return [(g.ts_ns, self._signal(g, fanout)) for g in gens]
 
-    def _signal(self, g: wire.Generate, sc: wire.Syscall | None, fanout: dict | None) -> Out:
+    def _signal(self, g: wire.Generate, fanout: dict | None) -> Out:
         oc = outcome_of(g.sig, g.result, g.handler, g.flags)
         out = self._base("signal", g.ts_ns)
         out["signal"] = signals.name(g.sig)
         out["signo"] = g.sig
         out["code"] = signals.code_name(g.sig, g.code)
-        out["sender"] = self.describe(g.sender, "sender")
-        out["target"] = self.describe(g.target, "target")
+        out["sender"] = self._proc(g.sender, "sender")
+        out["target"] = self._proc(g.target, "target")
         out["outcome"] = oc.outcome
         out["reason"] = oc.reason
-        if sc is not None:
-            out["scope"] = scope_of_syscall(sc.nr, sc.req_pid, sc.sys_flags)
+        via_syscall = bool(g.flags & wire.F_SYSCALL)
+        if via_syscall:
+            out["scope"] = scope_of_syscall(g.sys_nr, g.req_pid, g.sys_flags)
         else:
             out["scope"] = scope_of_generate(g.flags, g.group)
         out["fanout"] = fanout
-        out["syscall"] = wire.SYSCALL_NAMES[sc.nr] if sc is not None else None
+        out["syscall"] = wire.SYSCALL_NAMES.get(g.sys_nr) if via_syscall else None
         out["result"] = RESULT_NAMES.get(g.result, str(g.result))
         out["target_state"] = {
             "handler": HANDLER_NAMES.get(g.handler, "?"),
@@ -151,7 +177,7 @@ class Correlator:
         out["signal"] = signals.name(sc.sig)
         out["signo"] = sc.sig
         out["code"] = "SI_TKILL" if sc.nr in (wire.SYS_TKILL, wire.SYS_TGKILL) else "SI_USER"
-        out["sender"] = self.describe(sc.sender, "sender")
+        out["sender"] = self._proc(sc.sender, "sender")
         if sc.nr == wire.SYS_PIDFD_SEND_SIGNAL:
             target = {"pid": None, "tid": None, "ns_pid": None, "comm": None, "pidfd": sc.req_pid}
         else:
@@ -182,7 +208,7 @@ class Correlator:
         # get_signal()'s group-exit path traces with SEND_SIG_NOINFO: there is no code then.
         known = act.reported_as is None and d.info_kind != wire.INFO_NOINFO
         out["code"] = signals.code_name(act.signo, d.code) if known else None
-        out["target"] = self.describe(d.task, "target")
+        out["target"] = self._proc(d.task, "target")
         out["action"] = act.action
         out["reported_as"] = signals.name(act.reported_as) if act.reported_as else None
         if d.derived:
@@ -192,7 +218,7 @@ class Correlator:
     def _exit(self, e: wire.Exit) -> Out:
         st = exit_status(e.exit_code)
         out = self._base("exit", e.ts_ns)
-        out["process"] = self.describe(e.task, "process")
+        out["process"] = self._proc(e.task, "process")
         out["exit_code"] = st.exit_code
         out["signal"] = signals.name(st.signo) if st.signo else None
         out["core_dumped"] = st.core_dumped
@@ -201,6 +227,6 @@ class Correlator:
 
     def _oom(self, o: wire.Oom) -> Out:
         out = self._base("oom", o.ts_ns)
-        out["victim"] = self.describe(o.victim, "target")
-        out["trigger"] = self.describe(o.trigger, "sender")
+        out["victim"] = self._proc(o.victim, "target")
+        out["trigger"] = self._proc(o.trigger, "sender")
         return out

@@ -27,6 +27,14 @@ def btf(sys_root: str = "/sys") -> Probe:
     return Probe(False, f"kernel has no BTF ({path} missing): CO-RE needs CONFIG_DEBUG_INFO_BTF")
 
 
+def bpf_syscall() -> Probe:
+    """SIGTRACE_DENY_BPF=1 refuses bpf() as a seccomp or lockdown policy would, so that `auto`
+    (and the tests) skip the BPF backends on a machine that has BPF."""
+    if os.environ.get("SIGTRACE_DENY_BPF", "") not in ("", "0"):
+        return Probe(False, "bpf() refused (SIGTRACE_DENY_BPF is set)")
+    return Probe(True, "bpf() allowed")
+
+
 def effective_caps(proc_root: str = "/proc") -> int:
     try:
         with open(os.path.join(proc_root, "self/status")) as f:

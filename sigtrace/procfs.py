@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 from sigtrace import wire
 from sigtrace.correlate import basic_process
+from sigtrace.escape import printable
 
 CMDLINE_MAX = 4096
 
@@ -30,7 +31,7 @@ class Procfs:
         if not raw:
             return None  # gone, or a kernel thread / zombie (empty cmdline)
         raw = raw[:CMDLINE_MAX].rstrip(b"\0")
-        return raw.replace(b"\0", b" ").decode("utf-8", "backslashreplace")
+        return printable(raw.replace(b"\0", b" ").decode("utf-8", "backslashreplace"))
 
     def status(self, pid: int) -> dict[str, str] | None:
         raw = self.read(pid, "status")

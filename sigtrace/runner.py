@@ -49,7 +49,8 @@ def build_session(
                 err=True,
             )
     cls, why = select(backend_name, config)
-    click.echo(f"{log_prefix}: {why}", err=True)
+    if backend_name == "auto" or config.verbose or log_prefix != "sigtrace":
+        click.echo(f"{log_prefix}: {why}", err=True)  # a daemon always logs its choice
     backend = cls(config)
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 KIND_GENERATE = 1
 KIND_DELIVER = 2
@@ -51,6 +51,7 @@ F_GROUP_EXIT = 1 << 5
 F_OOM_VICTIM = 1 << 6
 F_CORE_DUMPED = 1 << 7
 F_WAITING = 1 << 8
+F_FANOUT = 1 << 9
 
 # (name, struct format) in declaration order; a tuple value is a nested struct.
 HEADER = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
@@ -71,6 +72,10 @@ LAYOUTS: dict[str, tuple] = {
     "st_generate": (
         ("hdr", HEADER),
         ("syscall_seq", "Q"),
+        ("sys_nr", "i"),
+        ("req_pid", "i"),
+        ("sys_flags", "I"),
+        ("_pad", "I"),
         ("sig", "i"),
         ("code", "i"),
         ("si_errno", "i"),
@@ -138,6 +143,9 @@ class Generate(NamedTuple):
     ts_ns: int
     cpu: int
     syscall_seq: int
+    sys_nr: int
+    req_pid: int
+    sys_flags: int
     sig: int
     code: int
     si_errno: int
@@ -216,30 +224,48 @@ SIZES = {
 _NT = len(TASK)
 
 
+def _prefix(name: str) -> struct.Struct:
+    """The fields before a record's first task (every record ends in its tasks)."""
+    fields = LAYOUTS[name]
+    n = next(i for i, (_, f) in enumerate(fields) if f is TASK)
+    return struct.Struct("=" + flat_format(fields[:n]))
+
+
+_TASK = struct_of("st_task")
+_TASK_SIZE = _TASK.size
+_GEN_HEAD = _prefix("st_generate")
+_DEL_HEAD = _prefix("st_deliver")
+_SYS_HEAD = _prefix("st_syscall")
+_EXIT_HEAD = _prefix("st_exit")
+_OOM_HEAD = _prefix("st_oom")
+# The same few tasks send and receive most signals: a task's 56 bytes map to one Task, so
+# a storm decodes each of them once (bounded: cleared when full).
+_tasks: dict[bytes, Task] = {}
+_TASKS_MAX = 8192
+
+
 def comm_text(raw: bytes) -> str:
     # comm is kernel-truncated and may hold any byte: decode losslessly, escape on output.
     return raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
-def _task(v: tuple, i: int) -> Task:
-    return Task(
-        v[i],
-        v[i + 1],
-        v[i + 2],
-        v[i + 3],
-        v[i + 4],
-        v[i + 5],
-        v[i + 6],
-        v[i + 7],
-        comm_text(v[i + 8]),
-    )
+def _task_at(data: bytes, off: int) -> Task:
+    raw = data[off : off + _TASK_SIZE]
+    task = _tasks.get(raw)
+    if task is None:
+        v = _TASK.unpack(raw)
+        task = Task(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], comm_text(v[8]))
+        if len(_tasks) >= _TASKS_MAX:
+            _tasks.clear()
+        _tasks[raw] = task
+    return task
 
 
 class DecodeError(ValueError):
     pass
 
 
-def decode(data: bytes | memoryview) -> Record:
+def decode(data: bytes) -> Record:
     """One ring-buffer record → one typed record."""
     if len(data) < _KIND.size:
         raise DecodeError(f"record of {len(data)} bytes is shorter than its header")
@@ -249,17 +275,22 @@ def decode(data: bytes | memoryview) -> Record:
         raise DecodeError(f"unknown record kind {kind}")
     if len(data) < size:
         raise DecodeError(f"record kind {kind}: {len(data)} bytes, expected {size}")
+    data = bytes(data)
     if kind == KIND_GENERATE:
-        v = _GEN.unpack_from(data)
-        return Generate(v[0], v[2], *v[3:14], _task(v, 14), _task(v, 14 + _NT))
+        v = _GEN_HEAD.unpack_from(data)
+        off = _GEN_HEAD.size
+        return Generate(
+            v[0], v[2], *v[3:6], *v[7:], _task_at(data, off), _task_at(data, off + _TASK_SIZE)
+        )
     if kind == KIND_DELIVER:
-        v = _DEL.unpack_from(data)
-        return Deliver(v[0], v[2], *v[3:10], _task(v, 11))
+        v = _DEL_HEAD.unpack_from(data)
+        return Deliver(v[0], v[2], *v[3:10], _task_at(data, _DEL_HEAD.size))
     if kind == KIND_SYSCALL:
-        v = _SYS.unpack_from(data)
-        return Syscall(v[0], v[2], *v[3:11], _task(v, 11))
+        v = _SYS_HEAD.unpack_from(data)
+        return Syscall(v[0], v[2], *v[3:], _task_at(data, _SYS_HEAD.size))
     if kind == KIND_EXIT:
-        v = _EXIT.unpack_from(data)
-        return Exit(v[0], v[2], v[3], v[4], _task(v, 5))
-    v = _OOM.unpack_from(data)
-    return Oom(v[0], v[2], _task(v, 3), _task(v, 3 + _NT))
+        v = _EXIT_HEAD.unpack_from(data)
+        return Exit(v[0], v[2], v[3], v[4], _task_at(data, _EXIT_HEAD.size))
+    v = _OOM_HEAD.unpack_from(data)
+    off = _OOM_HEAD.size
+    return Oom(v[0], v[2], _task_at(data, off), _task_at(data, off + _TASK_SIZE))

@@ -62,9 +62,17 @@ class Backend(ABC):
 
 
 def registry() -> dict[str, type[Backend]]:
+    from sigtrace.backends.bcc import BccBackend  # imports bcc itself only in open()
     from sigtrace.backends.core import CoreBackend
+    from sigtrace.backends.ptrace import PtraceBackend
+    from sigtrace.backends.tracefs import TracefsBackend
 
-    return {"core": CoreBackend}
+    return {
+        "core": CoreBackend,
+        "bcc": BccBackend,
+        "tracefs": TracefsBackend,
+        "ptrace": PtraceBackend,
+    }
 
 
 AUTO_ORDER = ("core", "bcc", "tracefs", "ptrace")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import struct
 
-from sigtrace import features, signals, syscalls, wire
+from sigtrace import features, ringbuf, signals, syscalls, wire
 from sigtrace.backends import Backend, Emit, error_for
 from sigtrace.config import TraceConfig
 from sigtrace.errors import BackendError
 from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
+from sigtrace.ringbuf import MappedRing
 
 SYSCALL_PROGS = (
     "kill",
@@ -37,6 +38,8 @@ class CoreBackend(Backend):
     @classmethod
     def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
         out = []
+        d = features.bpf_syscall()
+        out.append(("bpf", d.ok, d.detail))
         b = features.btf(config.sys_root)
         out.append(("btf", b.ok, b.detail))
         lib = find_library()
@@ -51,7 +54,7 @@ class CoreBackend(Backend):
     def __init__(self, config: TraceConfig) -> None:
         super().__init__(config)
         self.obj: BpfObject | None = None
-        self.rb: RingBuffer | None = None
+        self.rb: MappedRing | RingBuffer | None = None
         self._missing: list[str] = []
         self._emit: Emit | None = None
         self._count = 0
@@ -68,9 +71,12 @@ class CoreBackend(Backend):
             obj.load()
             self._fill_filters(obj)
             obj.attach_all()
-            self.rb = RingBuffer(
-                lib, obj.map_fd("events"), self._on_record, should_stop=lambda: self.stopping
-            )
+            fd, stop = obj.map_fd("events"), lambda: self.stopping
+            if ringbuf.supported():
+                size = _pow2_pages(self.config.ringbuf_bytes)
+                self.rb = MappedRing(fd, size, self._on_record, should_stop=stop)
+            else:
+                self.rb = RingBuffer(lib, fd, self._on_record, should_stop=stop)
         except BaseException:
             self.close()
             raise

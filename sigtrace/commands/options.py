@@ -11,7 +11,7 @@ from sigtrace import signals
 from sigtrace.config import TraceConfig
 from sigtrace.errors import UsageError
 
-BACKENDS = ["auto", "core"]
+BACKENDS = ["auto", "core", "bcc", "tracefs", "ptrace"]
 
 
 def trace_options(fn: Callable) -> Callable:

@@ -78,7 +78,9 @@ def test_kernel_without_btf_under_a_path_that_names_root(tmp_path: Path) -> None
 
 
 def test_missing_libbpf_is_a_library_error() -> None:
-    r = run("--duration", "1", env={"SIGTRACE_LIBBPF": "/nonexistent/libbpf.so"})
+    r = run(
+        "--backend", "core", "--duration", "1", env={"SIGTRACE_LIBBPF": "/nonexistent/libbpf.so"}
+    )
     assert_one_line_error(r, 5, "libbpf")
 
 

@@ -30,13 +30,21 @@ def gen(
     flags: int = 0,
     handler: int = wire.HANDLER_DFL,
     sender: int = 10,
+    req: int | None = None,
 ) -> wire.Generate:
+    """A generated signal; with seq, sent by kill(req) (req <= 0: a fan-out)."""
     if seq:
         flags |= wire.F_SYSCALL
+        req = target if req is None else req
+        if req <= 0:
+            flags |= wire.F_FANOUT
     return wire.Generate(
         ts,
         0,
         seq,
+        wire.SYS_KILL if seq else 0,
+        req or 0,
+        0,
         sig,
         0,
         0,
@@ -64,9 +72,9 @@ def corr() -> Correlator:
 
 def test_fanout_waits_for_its_syscall_and_counts() -> None:
     c = corr()
-    assert c.feed(gen(1, 21, seq=7)) == []
-    assert c.feed(gen(2, 22, seq=7)) == []
-    assert c.feed(gen(3, 23, seq=7)) == []
+    assert c.feed(gen(1, 21, seq=7, req=-21)) == []
+    assert c.feed(gen(2, 22, seq=7, req=-21)) == []
+    assert c.feed(gen(3, 23, seq=7, req=-21)) == []
     out = c.feed(syscall(4, 7, req=-21, count=3))
     assert [o["target"]["pid"] for o in out] == [21, 22, 23]
     assert {json.dumps(o["fanout"]) for o in out} == {
@@ -76,11 +84,9 @@ def test_fanout_waits_for_its_syscall_and_counts() -> None:
     assert {o["syscall"] for o in out} == {"kill"}
 
 
-def test_single_target_has_no_fanout() -> None:
-    c = corr()
-    c.feed(gen(1, 21, seq=8))
-    (out,) = c.feed(syscall(2, 8, req=21, count=1))
-    assert out["fanout"] is None and out["scope"] == "process"
+def test_single_target_goes_out_at_once_without_fanout() -> None:
+    (out,) = corr().feed(gen(1, 21, seq=8))
+    assert (out["fanout"], out["scope"], out["syscall"]) == (None, "process", "kill")
 
 
 def test_failed_syscall_becomes_a_failed_signal() -> None:
@@ -99,11 +105,11 @@ def test_successful_syscall_without_traced_signals_says_nothing() -> None:
 
 def test_records_behind_a_waiting_syscall_are_held_in_time_order() -> None:
     c = corr()
-    c.feed(gen(10, 21, seq=3))
+    c.feed(gen(10, 21, seq=3, req=0))
     # the target's delivery, on another CPU, overtakes the sender's syscall exit
     d = wire.Deliver(12, 1, 15, 0, 10, wire.INFO_PTR, wire.HANDLER_FUNC, 0, 0, task(21))
     assert c.feed(d) == []
-    out = c.feed(syscall(11, 3, req=21, count=1))
+    out = c.feed(syscall(11, 3, req=0, count=1))
     assert [o["type"] for o in out] == ["signal", "deliver"]
     # nothing waiting: records go straight out
     assert [o["type"] for o in c.feed(gen(20, 22))] == ["signal"]
@@ -111,10 +117,10 @@ def test_records_behind_a_waiting_syscall_are_held_in_time_order() -> None:
 
 def test_overdue_syscall_flushes_without_fanout() -> None:
     c = corr()
-    c.feed(gen(1, 21, seq=4))
+    c.feed(gen(1, 21, seq=4, req=-21))
     assert c.flush(1 + SYSCALL_WAIT_NS // 2) == []
-    (out,) = c.flush(2 + SYSCALL_WAIT_NS)
-    assert out["fanout"] is None and out["scope"] == "process" and out["syscall"] is None
+    (out,) = c.flush(2 + SYSCALL_WAIT_NS)  # the sender died inside kill(), say
+    assert out["fanout"] is None and (out["scope"], out["syscall"]) == ("pgrp", "kill")
 
 
 def test_counts_per_type() -> None:

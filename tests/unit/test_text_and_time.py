@@ -1,4 +1,5 @@
 import io
+import json
 
 from sigtrace.escape import printable
 from sigtrace.output.jsonl import JsonlWriter
@@ -19,13 +20,22 @@ def test_rfc3339_nanoseconds_utc() -> None:
     assert c.iso(1_000_000_001) == "2023-11-14T22:13:21.000000001Z"
 
 
-def test_jsonl_escapes_untrusted_text_and_writes_whole_lines() -> None:
+def test_jsonl_lines_carry_no_raw_control_characters_from_processes() -> None:
+    from sigtrace import wire
+    from sigtrace.correlate import Correlator
+
+    evil = wire.Task(0, 0, 7, 7, 7, 7, 1, 0, "a\x1b]0;pwn\x07\u202e\x9b")
+    rec = wire.Exit(1, 0, 0, 0, evil)
     buf = io.StringIO()
     w = JsonlWriter(buf)
-    w.write({"comm": "a\x1b]0;pwn\x07\u202e"})
+    for out in Correlator(Clock(0).iso).feed(rec):
+        w.write(out)
     w.write({"n": 1})
-    lines = buf.getvalue().split("\n")
-    assert lines == ['{"comm":"a\\u001b]0;pwn\\u0007\\u202e"}', '{"n":1}', ""]
+    text = buf.getvalue()
+    assert text.count("\n") == 2 and text.endswith("\n")
+    assert all(ch.isprintable() for ch in text.replace("\n", ""))
+    comm = json.loads(text.splitlines()[0])["process"]["comm"]
+    assert comm == r"a\x1b]0;pwn\x07\u202e\x9b"
 
 
 def test_text_line_escapes_comm() -> None:

@@ -1,0 +1,489 @@
+"""The BCC program's records (bcc_program.c) → the same wire records as the CO-RE backend.
+
+The kernel side numbers kill-family calls and counts what each generated, filters by signal
+and pid, and records only tracepoint fields and the current task's ids. What it cannot read
+without a task_struct comes from /proc when the record is handled (`TaskFacts`): the target's
+tgid, namespace pids, uid, dispositions, blocked mask and tracer, every task's namespace pid.
+Those fields are listed in the record's `derived`; what /proc no longer has is None.
+
+Exit codes are not in any tracepoint: a group-dead sched_process_exit record waits here for
+its wait status from the process-events connector (`procevents`), matched by tid.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sigtrace import signals, wire
+from sigtrace.backends import kernel_rules as kr
+from sigtrace.backends.procevents import ProcExit
+from sigtrace.backends.proctask import (
+    Identity,
+    Status,
+    TaskFacts,
+    si_pid_seen_by,
+    unknown_task,
+)
+from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
+
+# Flags of bcc_program.c (BT_F_*): four mean what wire.F_* do, the rest are its own.
+BT_F_SYSCALL = wire.F_SYSCALL
+BT_F_SENDER_EXITING = 1 << 3
+BT_F_OOM_VICTIM = wire.F_OOM_VICTIM
+BT_F_FANOUT = wire.F_FANOUT
+BT_F_USER_SIGINFO = 1 << 16
+BT_F_TRACKED = 1 << 17
+_KERNEL_FLAGS = BT_F_SYSCALL | BT_F_FANOUT
+
+# Field formats in declaration order; "=": no implicit padding (the C side has none).
+_HDR = "QII"  # ts_ns, kind, cpu
+_TASK = "QIIII16s"  # cgroup_id, pid, tid, uid, _pad, comm
+TASK = struct.Struct("=" + _TASK)
+GENERATE = struct.Struct("=" + _HDR + "QiiII" + "iiiiii16s" + _TASK)
+DELIVER = struct.Struct("=" + _HDR + "iiiIQQ" + _TASK)
+SYSCALL = struct.Struct("=" + _HDR + "QqiiiiII" + _TASK)
+EXIT = struct.Struct("=" + _HDR + "II" + _TASK)
+OOM = struct.Struct("=" + _HDR + "iI16s" + _TASK)
+BY_KIND = {
+    wire.KIND_GENERATE: GENERATE,
+    wire.KIND_DELIVER: DELIVER,
+    wire.KIND_SYSCALL: SYSCALL,
+    wire.KIND_EXIT: EXIT,
+    wire.KIND_OOM: OOM,
+}
+# -D flags: the C side asserts its struct sizes against these at compile time.
+SIZE_DEFINES = {
+    "BT_TASK_SIZE": TASK.size,
+    "BT_GENERATE_SIZE": GENERATE.size,
+    "BT_DELIVER_SIZE": DELIVER.size,
+    "BT_SYSCALL_SIZE": SYSCALL.size,
+    "BT_EXIT_SIZE": EXIT.size,
+    "BT_OOM_SIZE": OOM.size,
+}
+_NO_UID = 0xFFFFFFFF
+# Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
+_KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
+BOUND = 4096  # group exits, pending exits: a lost record cannot grow them
+# A group-dead exit whose wait status has not come from the connector by then is dropped.
+EXIT_WAIT_NS = 2_000_000_000
+# Where each record's current task starts (its tid → tgid is the kernel's, for any record).
+_TASK_AT = {
+    wire.KIND_GENERATE: 15,
+    wire.KIND_DELIVER: 9,
+    wire.KIND_SYSCALL: 11,
+    wire.KIND_EXIT: 5,
+    wire.KIND_OOM: 6,
+}
+
+
+class KTask(NamedTuple):
+    """The current task as the kernel side recorded it (helpers only)."""
+
+    cgroup_id: int
+    pid: int
+    tid: int
+    uid: int
+    comm: str
+
+
+def _ktask(v: tuple, i: int) -> KTask:
+    """The task whose fields start at v[i] (its _pad skipped)."""
+    return KTask(v[i], v[i + 1], v[i + 2], v[i + 3], wire.comm_text(v[i + 5]))
+
+
+@dataclass
+class Filters:
+    """The user-space half of the filters: cgroups (and pids, with --pid's threads)."""
+
+    tids: set[int] = field(default_factory=set)  # --pid's processes and their threads
+    cgroups_active: bool = False
+    cgroup_ids: set[int] = field(default_factory=set)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.tids) or self.cgroups_active
+
+    def matches(self, task: wire.Task) -> bool:
+        """task_matches() of the CO-RE program: every active filter must pass."""
+        if self.tids and task.pid not in self.tids and task.tid not in self.tids:
+            return False
+        if self.cgroups_active:
+            ids = self.cgroup_ids
+            return bool(task.cgroup_id and task.cgroup_id in ids) or bool(
+                task.cgroup_v1_id and task.cgroup_v1_id in ids
+            )
+        return True
+
+
+class GroupExit(NamedTuple):
+    sig: int
+    certain: bool  # False: the target's handler was unknown (gone from /proc)
+
+
+class PendingExit(NamedTuple):
+    ts_ns: int
+    cpu: int
+    flags: int
+    task: wire.Task
+    tracked: bool
+    seen_ns: int
+
+
+def _subject(rec: wire.Record) -> wire.Task | None:
+    """The process a record is about: its exit is reported."""
+    if isinstance(rec, wire.Generate):
+        return rec.target
+    if isinstance(rec, wire.Deliver):
+        return rec.task
+    if isinstance(rec, wire.Oom):
+        return rec.victim
+    return None
+
+
+def _bounded_set(d: dict[int, Any], key: int, value: Any) -> None:
+    d[key] = value
+    if len(d) > BOUND:
+        del d[next(iter(d))]
+
+
+class RecordBuilder:
+    """Kernel-side records in, wire records out. `track(tgid, bits)` tells the kernel side
+    about a process it knows only by another thread's id (its exit is then reported)."""
+
+    def __init__(
+        self,
+        facts: TaskFacts,
+        wanted: frozenset[int],
+        filters: Filters,
+        track: Callable[[int, int], None] = lambda tgid, bits: None,
+    ) -> None:
+        self.facts = facts
+        self.wanted = wanted
+        self.filters = filters
+        self.track = track
+        self.group_exit: dict[int, GroupExit] = {}  # tgid → the signal that ends it
+        self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
+        self.exit_codes = True  # False: no connector, so no exit records
+        # /proc as read for this batch of records: a flood reads each process once per batch,
+        # not once per signal (it is read after the signals either way), and a process that
+        # is gone is looked for once.
+        self._status: dict[int, Status | None] = {}
+        self._idents: dict[int, Identity | None] = {}
+        self._tasks: dict[tuple, tuple[wire.Task, Identity | None]] = {}
+        self._tracked: set[int] = set()
+        # (tid or tgid, sig) → when this batch last saw it delivered
+        self._delivered: dict[tuple[int, int], int] = {}
+        # tid → tgid, as the kernel side recorded them for current tasks (bounded)
+        self.tgid_of: dict[int, int] = {}
+        self.reported: dict[int, bool] = {}  # tgids in a reported signal: their exit is too
+
+    def build(self, batch: list[bytes]) -> list[wire.Record]:
+        """One batch of the ring buffer's records, decoded first and then built, so that
+        what /proc says (read after all of them) is weighed against what followed."""
+        self._status.clear()
+        self._idents.clear()
+        self._tasks.clear()
+        self._tracked.clear()
+        self._delivered.clear()
+        decoded = [self._decode(data) for data in batch]
+        for kind, v in decoded:
+            i = _TASK_AT[kind]
+            _bounded_set(self.tgid_of, v[i + 2], v[i + 1])
+            if kind == wire.KIND_DELIVER:
+                self._delivered[(v[i + 1], v[3])] = v[0]
+                self._delivered[(v[i + 2], v[3])] = v[0]
+        out: list[wire.Record] = []
+        for kind, v in decoded:
+            out += self._build(kind, v)
+        for rec in out:
+            task = _subject(rec)
+            if task is not None and task.pid is not None:
+                _bounded_set(self.reported, task.pid, True)
+        return out
+
+    def _identity_of(self, tid: int) -> Identity | None:
+        try:
+            return self._idents[tid]
+        except KeyError:
+            ident = self._idents[tid] = self.facts.identity(tid)
+            return ident
+
+    def _status_of(self, tid: int) -> Status | None:
+        try:
+            return self._status[tid]
+        except KeyError:
+            st = self._status[tid] = self.facts.status(tid)
+            return st
+
+    @staticmethod
+    def _decode(data: bytes) -> tuple[int, tuple]:
+        kind = struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
+        layout = BY_KIND.get(kind)
+        if layout is None or len(data) < layout.size:
+            raise wire.DecodeError(f"BCC record kind {kind}, {len(data)} bytes")
+        return kind, layout.unpack_from(data)
+
+    def _build(self, kind: int, v: tuple) -> list[wire.Record]:
+        if kind == wire.KIND_GENERATE:
+            return self._generate(v)
+        if kind == wire.KIND_DELIVER:
+            return self._deliver(v)
+        if kind == wire.KIND_SYSCALL:
+            return self._syscall(v)
+        if kind == wire.KIND_EXIT:
+            self._exit(v)
+            return []
+        return self._oom(v)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def _identity(self, tid: int, tgid: int | None = None) -> Identity | None:
+        """/proc's view of a thread (or of its process); None when gone or reused."""
+        ident = self._identity_of(tid)
+        if ident is None and tgid is not None and tgid != tid:
+            ident = self._identity_of(tgid)
+        if ident is not None and tgid is not None and ident.task.pid != tgid:
+            return None  # the id now names another process
+        return ident
+
+    def _current(self, v: tuple, i: int) -> tuple[wire.Task, Identity | None]:
+        """The task recorded at v[i]: the kernel's ids, uid, comm and v2 cgroup; namespace
+        ids and v1 cgroup from /proc."""
+        key = v[i : i + 6]
+        hit = self._tasks.get(key)
+        if hit is None:
+            hit = self._tasks[key] = self._merge(_ktask(v, i))
+        return hit
+
+    def _target(self, tid: int, raw_comm: bytes) -> tuple[wire.Task, Identity | None]:
+        """A signal's target: only its tid and comm are the kernel's."""
+        key = (tid, raw_comm)
+        hit = self._tasks.get(key)
+        if hit is None:
+            ident = self._identity(tid)
+            comm = wire.comm_text(raw_comm)
+            if ident is not None:
+                hit = ident.task._replace(tid=tid, comm=comm), ident
+            else:  # gone: its tgid is known if the kernel side recorded it running
+                hit = unknown_task(self.tgid_of.get(tid), tid, comm), None
+            self._tasks[key] = hit
+        return hit
+
+    def _track_once(self, tgid: int, bits: int) -> None:
+        if tgid not in self._tracked:
+            self._tracked.add(tgid)
+            self.track(tgid, bits)
+
+    def _merge(self, k: KTask) -> tuple[wire.Task, Identity | None]:
+        ident = self._identity(k.tid, k.pid)
+        unknown: Any = None
+        if ident is None:
+            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, k.comm), None
+        t = ident.task
+        ns_tid = t.ns_tid if t.tid == k.tid else unknown
+        task = wire.Task(
+            k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, k.comm
+        )
+        return task, ident
+
+    # --- records --------------------------------------------------------------------------
+
+    def _generate(self, v: tuple) -> list[wire.Record]:
+        ts, _, cpu, seq, sys_nr, req_pid, sys_flags, kflags = v[:8]
+        sig, code, si_errno, group, result, ttid, tcomm = v[8:15]
+        sender, sident = self._current(v, 15)
+        st = self._status_of(ttid)  # dispositions change: read them for every batch
+        target, tident = self._target(ttid, tcomm)
+        if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
+            return []
+        derived = ["sender.ns_pid"] if sident else []
+        flags = kflags & _KERNEL_FLAGS
+        handler: int | None = None
+        blocked: bool | None = None
+        if tident is not None:
+            derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
+            if target.ns_pid == 1:
+                flags |= wire.F_UNKILLABLE  # copy_process() makes every pid ns init unkillable
+            if target.pid != ttid:
+                self._track_once(target.pid, 1)  # a thread's signal: the kernel knows only its tid
+        if st is not None and st.dispositions_known:
+            handler, blocked = st.handler(sig), st.blocked(sig)
+            derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
+            if blocked and self._delivered.get((target.pid or ttid, sig), 0) > ts:
+                # Dequeued before /proc was read: the mask read is the handler's (it blocks
+                # its own signal while it runs), not the one the signal met when sent.
+                blocked = False
+            if blocked:
+                flags |= wire.F_BLOCKED
+            if st.tracer_pid:
+                flags |= wire.F_PTRACED
+        if kflags & BT_F_SENDER_EXITING and sender.ns_pid == 1:
+            flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
+            derived.append("scope")
+        si_pid, info_kind = self._si_pid(kflags, sys_nr, code, sident, tident)
+        if si_pid is not None:
+            derived.append("si_pid")
+        if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
+            key = target.pid if target.pid is not None else ttid
+            self._note_group_exit(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
+        return [
+            wire.Generate(
+                ts,
+                cpu,
+                seq,
+                sys_nr,
+                req_pid,
+                sys_flags,
+                sig,
+                code,
+                si_errno,
+                si_pid if si_pid is not None else 0,
+                0,  # si_uid: not in the tracepoint
+                info_kind,
+                group,
+                result,
+                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                flags,
+                sender,
+                target,
+                tuple(derived),
+            )
+        ]
+
+    @staticmethod
+    def _si_pid(
+        kflags: int, sys_nr: int, code: int, sident: Identity | None, tident: Identity | None
+    ) -> tuple[int | None, int]:
+        """kill()'s si_pid from both tasks' namespaces; None where it can't be told."""
+        via_kernel_siginfo = (
+            kflags & BT_F_SYSCALL and sys_nr in _KERNEL_SIGINFO and not kflags & BT_F_USER_SIGINFO
+        )
+        if not via_kernel_siginfo:
+            return None, wire.INFO_PRIV if code == kr.SI_KERNEL else wire.INFO_NOINFO
+        if sident is None or tident is None:
+            return None, wire.INFO_NOINFO
+        si_pid = si_pid_seen_by(sident, tident)
+        return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
+
+    def _note_group_exit(
+        self, tgid: int, sig: int, handler: int | None, blocked: bool | None, ptraced: bool
+    ) -> None:
+        if ptraced and sig != signals.SIGKILL:
+            return  # complete_signal() leaves a traced task's fatal signal to get_signal()
+        fatal = kr.group_exit_at_generation(sig, handler, blocked)
+        if fatal is False:
+            return
+        old = self.group_exit.get(tgid)
+        if old is None or (fatal and not old.certain):
+            _bounded_set(self.group_exit, tgid, GroupExit(sig, bool(fatal)))
+
+    def _deliver(self, v: tuple) -> list[wire.Record]:
+        ts, _, cpu, sig, code, _errno, _pad, sa_handler, _sa_flags = v[:9]
+        task, ident = self._current(v, 9)
+        flags = 0
+        gcode = 0
+        info_kind = wire.INFO_PTR
+        derived = ["target.ns_pid"] if ident else []
+        handler = (
+            wire.HANDLER_DFL
+            if sa_handler == 0
+            else wire.HANDLER_IGN
+            if sa_handler == 1
+            else wire.HANDLER_FUNC
+        )
+        ge = self.group_exit.get(task.pid)
+        if sig == signals.SIGKILL and code == kr.SI_USER:
+            # get_signal() reports a group exit as SIGKILL without siginfo; the signal behind
+            # it is the one complete_signal() turned into that group exit.
+            if ge is None:
+                return []  # exec() or exit_group() ending the other threads: nothing was sent
+            flags |= wire.F_GROUP_EXIT
+            gcode = ge.sig
+            info_kind = wire.INFO_NOINFO
+            if ge.sig != signals.SIGKILL:
+                derived.append("signal")
+        elif ge is not None and ge.sig == sig and not ge.certain:
+            del self.group_exit[task.pid]  # it was dequeued after all: it had a handler
+        if sig not in self.wanted and gcode not in self.wanted:
+            return []
+        if self.filters.any and not self.filters.matches(task):
+            return []
+        if ident is not None and task.ns_pid == 1:
+            flags |= wire.F_UNKILLABLE
+        if ident is not None and handler == wire.HANDLER_DFL and not flags & wire.F_GROUP_EXIT:
+            derived.append("action")  # an init's SIG_DFL is dropped: known from its ns pid
+        return [
+            wire.Deliver(
+                ts, cpu, sig, code, 0, info_kind, handler, gcode, flags, task, tuple(derived)
+            )
+        ]
+
+    def _syscall(self, v: tuple) -> list[wire.Record]:
+        ts, _, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags = v[:11]
+        sender, _ = self._current(v, 11)
+        # A failure is news only for a sender, or a pid it named, that is traced.
+        named = bool(self.filters.tids) and req_pid in self.filters.tids
+        if count == 0 and self.filters.any and not self.filters.matches(sender) and not named:
+            return []
+        rec = wire.Syscall(ts, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags, sender)
+        return [rec]
+
+    def _oom(self, v: tuple) -> list[wire.Record]:
+        ts, _, cpu, vtid, vuid, vcomm = v[:6]
+        trigger, _ = self._current(v, 6)
+        ident = self._identity(vtid)
+        comm = wire.comm_text(vcomm)
+        if ident is not None:
+            victim = ident.task._replace(tid=vtid, comm=comm or ident.task.comm)
+            if victim.pid != vtid:
+                self.track(victim.pid, 2)
+        else:
+            victim = unknown_task(None, vtid, comm)
+        if vuid != _NO_UID:
+            victim = victim._replace(uid=vuid)
+        if self.filters.any and not self.filters.matches(victim):
+            return []
+        return [wire.Oom(ts, cpu, victim, trigger)]
+
+    # --- exits ----------------------------------------------------------------------------
+
+    def _exit(self, v: tuple) -> None:
+        if not self.exit_codes:
+            return
+        ts, _, cpu, kflags, _pad = v[:5]
+        task, _ = self._current(v, 5)
+        pending = PendingExit(
+            ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
+        )
+        _bounded_set(self.exiting, task.tid, pending)
+
+    def proc_exit(self, e: ProcExit) -> list[wire.Record]:
+        """A task's wait status from the connector: an exit record for a group-dead exit
+        that the kernel side reported (it comes before the connector's message)."""
+        p = self.exiting.pop(e.tid, None)
+        self.facts.forget(e.tid)
+        if p is None:
+            return []
+        self.group_exit.pop(p.task.pid, None)
+        self.facts.forget(p.task.pid)
+        # The kernel side tracks every target it let through; with filters, user space
+        # dropped some of those, and only what it reported took part.
+        took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
+        if not took_part and not (self.filters.any and self.filters.matches(p.task)):
+            return []
+        flags = (p.flags & BT_F_OOM_VICTIM) | (wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0)
+        return [wire.Exit(p.ts_ns, p.cpu, e.exit_code, flags, p.task)]
+
+    def oldest_pending_exit(self) -> int | None:
+        """The time of the oldest exit still waiting for its code."""
+        return min((p.ts_ns for p in self.exiting.values()), default=None)
+
+    def expire(self, now_ns: int) -> None:
+        """Drop exits whose code never came (the connector overflowed or is missing)."""
+        for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
+            p = self.exiting.pop(tid)
+            self.group_exit.pop(p.task.pid, None)

@@ -1,0 +1,192 @@
+"""What the backends without BPF learn about a task from /proc, at the moment they look.
+
+The CO-RE backend reads these facts from the task_struct when the signal is generated; the
+tracefs and ptrace backends read /proc/<tid>/status (and the task's cgroup and pid namespace)
+when they handle the event, so every record built from them lists those fields in `derived`.
+What cannot be read (the task is gone) is None, never a guess.
+
+Identity (tgid, namespace pids, cgroups) does not change over a task's life and is kept per
+tid until the task exits; dispositions and the blocked mask change and are read every time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sigtrace import wire
+from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_path import parse_proc_cgroup
+from sigtrace.procfs import Procfs
+
+# A sender's identity is re-read after this long (its uid may change; pids get reused).
+IDENTITY_TTL_NS = 1_000_000_000
+CACHE_MAX = 8192
+
+
+@dataclass(frozen=True)
+class Status:
+    """The parts of /proc/<tid>/status the backends use."""
+
+    name: str
+    state: str  # R, S, D, T, t, Z, X...
+    tgid: int
+    tid: int
+    ns_pid: int  # the process's id in its own (deepest) pid namespace
+    ns_tid: int
+    ns_depth: int  # 1 in the host's namespace
+    uid: int
+    sig_blk: int
+    sig_ign: int
+    sig_cgt: int
+    tracer_pid: int
+
+    @property
+    def dispositions_known(self) -> bool:
+        # A zombie has released its sighand: its SigCgt/SigIgn read 0, which is not SIG_DFL.
+        return self.state not in ("Z", "X")
+
+    def handler(self, sig: int) -> int:
+        bit = 1 << (sig - 1)
+        if self.sig_cgt & bit:
+            return wire.HANDLER_FUNC
+        if self.sig_ign & bit:
+            return wire.HANDLER_IGN
+        return wire.HANDLER_DFL
+
+    def blocked(self, sig: int) -> bool:
+        return bool(self.sig_blk & (1 << (sig - 1)))
+
+    @property
+    def unkillable(self) -> bool:
+        # copy_process() gives every pid namespace's init SIGNAL_UNKILLABLE (the host's too).
+        return self.ns_pid == 1
+
+
+def parse_status(text: str) -> Status | None:
+    """/proc/<tid>/status text → Status; None when a field it needs is missing. Pure."""
+    f: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        f[key] = value.strip()
+    try:
+        nspid = f.get("NSpid", f["Pid"]).split()
+        nstgid = f.get("NStgid", f["Tgid"]).split()
+        return Status(
+            name=f.get("Name", ""),
+            state=f.get("State", "?")[:1],
+            tgid=int(f["Tgid"]),
+            tid=int(f["Pid"]),
+            ns_pid=int(nstgid[-1]),
+            ns_tid=int(nspid[-1]),
+            ns_depth=len(nstgid),
+            uid=int(f["Uid"].split()[0]),
+            sig_blk=int(f["SigBlk"], 16),
+            sig_ign=int(f["SigIgn"], 16),
+            sig_cgt=int(f["SigCgt"], 16),
+            tracer_pid=int(f.get("TracerPid", "0")),
+        )
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Identity:
+    task: wire.Task
+    ns_depth: int
+    seen_ns: int
+
+
+class TaskFacts:
+    """/proc/<tid> as wire.Task and Status, with identities cached per tid."""
+
+    def __init__(self, procfs: Procfs, cgroups: CgroupIds | None = None) -> None:
+        self.procfs = procfs
+        self.cgroups = cgroups
+        self._ids: OrderedDict[int, Identity] = OrderedDict()
+
+    def status(self, tid: int) -> Status | None:
+        raw = self.procfs.read(tid, "status")
+        if raw is None:
+            return None
+        st = parse_status(raw.decode("utf-8", "backslashreplace"))
+        if st is not None:
+            self._remember(st)
+        return st
+
+    def identity(self, tid: int, fresh: bool = False) -> Identity | None:
+        """The task as last read (re-read when older than IDENTITY_TTL_NS or `fresh`)."""
+        ident = self._ids.get(tid)
+        if ident is None or fresh or time.monotonic_ns() - ident.seen_ns > IDENTITY_TTL_NS:
+            self.status(tid)  # refreshes the cache when the task is still there
+            ident = self._ids.get(tid, ident)
+        return ident
+
+    def task(self, tid: int, comm: str | None = None) -> wire.Task | None:
+        ident = self.identity(tid)
+        if ident is None:
+            return None
+        return ident.task if comm is None else ident.task._replace(comm=comm)
+
+    def forget(self, tid: int) -> None:
+        self._ids.pop(tid, None)
+
+    def _remember(self, st: Status) -> None:
+        old = self._ids.get(st.tid)
+        if old is not None and old.task.pid == st.tgid:
+            cg, cg1, inum = old.task.cgroup_id, old.task.cgroup_v1_id, old.task.pidns_inum
+        else:
+            cg, cg1 = self._cgroup_ids(st.tid)
+            inum = self._pidns_inum(st.tid)
+        task = wire.Task(cg, cg1, st.tgid, st.tid, st.ns_pid, st.ns_tid, inum, st.uid, st.name)
+        self._ids[st.tid] = Identity(task, st.ns_depth, time.monotonic_ns())
+        self._ids.move_to_end(st.tid)
+        if len(self._ids) > CACHE_MAX:
+            self._ids.popitem(last=False)
+
+    def _cgroup_ids(self, tid: int) -> tuple[int, int]:
+        """(v2 id, v1 pids id) as the kernel side records them; 0 where unknown."""
+        if self.cgroups is None:
+            return 0, 0
+        raw = self.procfs.read(tid, "cgroup")
+        if not raw:
+            return 0, 0
+        info = parse_proc_cgroup(raw.decode("utf-8", "backslashreplace"))
+        v2 = self.cgroups.id_of(info.v2_path, "v2") if info.v2_path else None
+        v1_path = info.v1_paths.get("pids")
+        v1 = self.cgroups.id_of(v1_path, "v1pids") if v1_path else None
+        return v2 or 0, v1 or 0
+
+    def _pidns_inum(self, tid: int) -> int:
+        try:
+            link = os.readlink(os.path.join(self.procfs.root, str(tid), "ns", "pid"))
+        except OSError:
+            return 0
+        # "pid:[4026531836]"
+        digits = link.rpartition("[")[2].rstrip("]")
+        return int(digits) if digits.isdigit() else 0
+
+
+def unknown_task(pid: int | None, tid: int | None, comm: str = "") -> wire.Task:
+    """A task whose /proc is gone: only what the event itself said. comm "" is "unknown"."""
+    return wire.Task(0, 0, pid, tid, None, None, 0, None, comm)  # type: ignore[arg-type]
+
+
+def si_pid_seen_by(sender: Identity, target: Identity) -> int | None:
+    """kill()'s si_pid as the target receives it, from the two tasks' pid namespaces.
+
+    prepare_kill_siginfo() stores the sender's pid in its own namespace, and send_signal_locked()
+    zeroes it when the sender is not visible from the target's namespace (an ancestor's).
+    Visible: same namespace, or the target's is the host's. Invisible: the sender is no
+    deeper than the target in another namespace. Anything else cannot be told from /proc.
+    """
+    s, t = sender.task, target.task
+    if s.pidns_inum and s.pidns_inum == t.pidns_inum:
+        return s.ns_pid
+    if target.ns_depth == 1:
+        return s.ns_pid
+    if sender.ns_depth <= target.ns_depth and s.pidns_inum and t.pidns_inum:
+        return 0
+    return None

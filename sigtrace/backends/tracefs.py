@@ -1,0 +1,325 @@
+"""The backend for machines without BPF: the kernel's own tracepoints, through tracefs.
+
+A private ftrace instance holds signal_generate/signal_deliver, the kill-family syscall
+events, sched_process_exit and oom:mark_victim, with the signal and pid filters in the events'
+`filter` files. Its trace_pipe is read as text (tracefs_parse), turned into the same wire
+records as the CO-RE backend (tracefs_records), and exits get their wait status from the
+process-events connector (procevents). What tracefs cannot give is read from /proc when a
+line is handled and listed in each record's `derived`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import time
+
+from sigtrace import features, wire
+from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends.procevents import ProcEvents
+from sigtrace.backends.proctask import TaskFacts
+from sigtrace.backends.tracefs_instance import (
+    Instance,
+    and_filters,
+    or_filter,
+    pid_filter,
+    remove_stale,
+)
+from sigtrace.backends.tracefs_parse import parse_line
+from sigtrace.backends.tracefs_records import SYSCALLS, Filters, RecordBuilder
+from sigtrace.config import TraceConfig
+from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.errors import BackendError
+from sigtrace.procfs import Procfs
+from sigtrace.signals import SIGKILL
+
+# Lines handled per poll before handing back to the session (a flood must not starve it).
+LINES_PER_POLL = 20000
+# How often --pid's threads and the followed containers' processes are looked up again.
+PRIME_INTERVAL_NS = 500_000_000
+CANNOT_SEE = [
+    "the target's handler, blocked mask, tgid, namespace pid and uid: read from /proc when "
+    "the line is handled, not from the kernel when the signal was sent (listed in `derived`; "
+    "null when the process was already gone)",
+    "target_state.waiting (sigtimedwait), and si_pid of sigqueue and kernel signals",
+    "cgroups: the tracepoints carry none; --container/--pod filter in user space, "
+    "from /proc/<pid>/cgroup",
+    "--save-raw: there are no binary kernel records to save",
+]
+CANNOT_SEE_PIDS = [
+    "--pid: a thread started later joins the in-kernel filter within 0.5 s",
+    "--pid: a fan-out's count counts only the signals to traced processes",
+]
+
+
+def _root(config: TraceConfig) -> str | None:
+    return features.tracefs_root(config.sys_root)
+
+
+def _mountable(config: TraceConfig) -> bool:
+    return os.path.isdir(os.path.join(config.sys_root, "kernel/tracing"))
+
+
+class TracefsBackend(Backend):
+    name = "tracefs"
+
+    @classmethod
+    def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
+        out = []
+        root = _root(config)
+        if root is not None:
+            out.append(("tracefs", True, f"{root} mounted"))
+        elif _mountable(config):
+            out.append(("tracefs", True, f"{config.sys_root}/kernel/tracing: mountable"))
+        else:
+            out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
+        if root is not None:
+            sig = features.tracepoint("signal", "signal_generate", config.sys_root)
+            out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
+        root_ok = os.geteuid() == 0
+        out.append(("privileges", root_ok, "root" if root_ok else "needs root: run with sudo"))
+        return out
+
+    def __init__(self, config: TraceConfig) -> None:
+        super().__init__(config)
+        self.instance: Instance | None = None
+        self.events: ProcEvents | None = None
+        self.builder: RecordBuilder | None = None
+        self._missing: list[str] = []
+        self._partial = b""
+        self._deferred_exits: list = []
+        self._cgroups: CgroupIds | None = None
+        self._facts: TaskFacts | None = None
+        self._primed: set[int] = set()
+        self._primed_at = 0
+        self._tids: set[int] = set()
+
+    def open(self) -> None:
+        for what, ok, detail in self.probe(self.config):
+            if not ok:
+                raise error_for(what, detail)
+        root = features.tracefs_root(self.config.sys_root, mount=True)
+        if root is None:
+            raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
+        remove_stale(root, self.config.proc_root)
+        procfs = Procfs(self.config.proc_root)
+        cgroups = CgroupIds(sys_root=self.config.sys_root)
+        facts = TaskFacts(procfs, cgroups)
+        self._cgroups, self._facts = cgroups, facts
+        filters = Filters(
+            pids=frozenset(self.config.pids),
+            cgroups_active=self.config.filters_cgroups,
+            cgroup_ids=set(self.config.cgroup_ids),
+        )
+        self.builder = RecordBuilder(facts, self.config.signals, filters)
+        try:
+            self._open_events()
+            self.instance = Instance(root)
+            self.instance.create()
+            self._tids = self._pid_tids(procfs, facts)
+            self._configure(self.instance)
+            self.instance.open_pipe()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_events(self) -> None:
+        try:
+            self.events = ProcEvents()
+        except BackendError as exc:
+            self._missing.append(f"exit codes: {exc.message}")
+
+    def _pid_tids(self, procfs: Procfs, facts: TaskFacts | None = None) -> set[int]:
+        """--pid's processes and their threads now (the kernel filter matches thread ids)."""
+        tids = set()
+        for pid in self.config.pids:
+            tids.add(pid)
+            with contextlib.suppress(OSError, ValueError):
+                tids |= {int(t) for t in os.listdir(os.path.join(procfs.root, str(pid), "task"))}
+            if facts is not None:
+                facts.identity(pid, fresh=True)  # known for its exit even if never signalled
+        return tids
+
+    def _filters(self) -> dict[str, str]:
+        """The in-kernel filter of each event that takes the signal or pid filters."""
+        cfg, tids = self.config, self._tids
+
+        def pids(fields: tuple[str, ...]) -> str:
+            return pid_filter(fields, tids) if cfg.pids else ""
+
+        # A default-fatal signal's delivery shows as SIGKILL: let SIGKILL through.
+        deliver_sigs = or_filter("sig", cfg.signals | {SIGKILL})
+        return {
+            "signal/signal_generate": and_filters(
+                or_filter("sig", cfg.signals), pids(("common_pid", "pid"))
+            ),
+            "signal/signal_deliver": and_filters(deliver_sigs, pids(("common_pid",))),
+            "oom/mark_victim": pids(("pid",)),
+        }
+
+    def _configure(self, inst: Instance) -> None:
+        cfg = self.config
+        inst.write("tracing_on", "0")
+        inst.write("trace_clock", "mono")  # CLOCK_MONOTONIC: the session's clock, and exits'
+        inst.write("options/record-tgid", "1")
+        inst.write("options/overwrite", "0")  # a full buffer drops new events and counts them
+        inst.write("buffer_percent", "0")  # wake the reader at every event, not at half full
+        per_cpu_kb = max(256, cfg.ringbuf_bytes // 1024 // max(1, os.cpu_count() or 1))
+        inst.write("buffer_size_kb", str(per_cpu_kb))
+        sigs = or_filter("sig", cfg.signals)
+        filters = self._filters()
+        if cfg.pids and not filters["oom/mark_victim"]:
+            self._missing.append("--pid: too many threads for an in-kernel filter")
+        inst.enable("signal/signal_generate", filters["signal/signal_generate"])
+        inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
+        syscalls_missing = []
+        for name in SYSCALLS:
+            if not inst.has_event(f"syscalls/sys_enter_{name}"):
+                syscalls_missing.append(name)
+                continue
+            # Not by pid: a fan-out's count includes targets the sender did not name.
+            inst.enable(f"syscalls/sys_enter_{name}", sigs)
+            inst.enable(f"syscalls/sys_exit_{name}")
+        if syscalls_missing:
+            self._missing.append(
+                f"kill-family syscalls ({', '.join(syscalls_missing)}: no tracepoint): "
+                "no fan-out counts, no EPERM/ESRCH failures for them"
+            )
+        exit_filter = "group_dead == 1" if self._has_group_dead(inst) else ""
+        inst.enable("sched/sched_process_exit", exit_filter)
+        if inst.has_event("oom/mark_victim"):
+            inst.enable("oom/mark_victim", filters["oom/mark_victim"])
+        else:
+            self._missing.append("OOM victims (no oom:mark_victim)")
+        inst.write("tracing_on", "1")
+
+    @staticmethod
+    def _has_group_dead(inst: Instance) -> bool:
+        try:
+            with open(os.path.join(inst.path, "events/sched/sched_process_exit/format")) as f:
+                return "group_dead" in f.read()
+        except OSError:
+            return False
+
+    def add_cgroup_ids(self, ids: set[int]) -> None:
+        if self.builder is None:
+            raise BackendError("backend is not open")
+        self.builder.filters.cgroup_ids |= ids
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic_ns()
+        if now - self._primed_at < PRIME_INTERVAL_NS:
+            return
+        self._primed_at = now
+        if self.config.pids:
+            self._follow_threads()
+        if self.builder is not None and self.builder.filters.cgroups_active:
+            self._prime()
+
+    def _follow_threads(self) -> None:
+        """--pid's processes may start threads: widen the in-kernel filters to them."""
+        assert self._facts is not None and self.instance is not None
+        tids = self._pid_tids(self._facts.procfs)
+        if tids <= self._tids:
+            return
+        self._tids |= tids
+        for event, text in self._filters().items():
+            if event in self.instance.enabled:
+                self.instance.write(f"events/{event}/filter", text or "0")
+
+    def _prime(self) -> None:
+        """Read the identity (and cgroup) of every process in the followed containers now and
+        then: one that is killed is gone from /proc before its line is handled, and its
+        records would lose their container."""
+        assert self.builder is not None and self._cgroups is not None and self._facts is not None
+        seen: set[int] = set()
+        for cg in self.builder.filters.cgroup_ids:
+            for hierarchy in ("v2", "v1pids"):
+                rel = self._cgroups.path_of(cg, hierarchy)  # type: ignore[arg-type]
+                root = self._cgroups.layout.root(hierarchy)  # type: ignore[arg-type]
+                if rel is None or root is None:
+                    continue
+                try:
+                    with open(os.path.join(root, rel.lstrip("/"), "cgroup.procs")) as f:
+                        seen.update(int(p) for p in f.read().split())
+                except (OSError, ValueError):
+                    continue
+        for pid in seen - self._primed:
+            self._facts.identity(pid)
+        self._primed = seen
+
+    def poll(self, timeout_ms: int, emit: Emit) -> int:
+        if self.instance is None or self.instance.pipe_fd is None or self.builder is None:
+            raise BackendError("backend is not open")
+        self._housekeeping()
+        fds = [self.instance.pipe_fd]
+        if self.events is not None:
+            fds.append(self.events.fileno())
+        if not self.stopping:
+            with contextlib.suppress(InterruptedError):
+                select.select(fds, [], [], timeout_ms / 1000)
+        return self._handle(emit)[0]
+
+    def drain(self, emit: Emit) -> int:
+        """At shutdown: stop the buffer filling, then hand over what it holds."""
+        if self.instance is None or self.instance.pipe_fd is None:
+            return 0
+        with contextlib.suppress(BackendError):
+            self.instance.write("tracing_on", "0")
+        self.stopping = False  # nothing new comes now: what is left is finite, take all of it
+        total = 0
+        while True:
+            n, lines = self._handle(emit)
+            total += n
+            if lines == 0:
+                return total
+
+    def _handle(self, emit: Emit) -> tuple[int, int]:
+        """(records handed over, lines read)."""
+        assert self.instance is not None and self.builder is not None
+        # Exits first, lines second: sched_process_exit (group_dead) is traced before
+        # proc_exit_connector() sends, so every exit read now has its line in the pipe.
+        exits = self._deferred_exits + (self.events.read() if self.events else [])
+        self._deferred_exits = []
+        records: list[wire.Record] = []
+        lines = 0
+        while lines < LINES_PER_POLL and not (self.stopping and lines):
+            data = self.instance.read()
+            if not data:
+                break
+            data = self._partial + data
+            text, sep, self._partial = data.rpartition(b"\n")
+            if not sep:
+                self._partial = data
+                continue
+            for raw in text.split(b"\n"):
+                lines += 1
+                p = parse_line(raw.decode("utf-8", "backslashreplace"))
+                if p is not None:
+                    records += self.builder.line(p)
+        records = self.builder.patch_tgids(records)
+        if lines >= LINES_PER_POLL or (self.stopping and lines):
+            self._deferred_exits = exits  # their lines may still be in the pipe
+        else:
+            for e in exits:
+                records += self.builder.proc_exit(e)
+        records.sort(key=lambda r: r.ts_ns)  # stable: lines keep the kernel's order
+        for rec in records:
+            emit(rec)
+        return len(records), lines
+
+    def lost_total(self) -> int:
+        lost = self.instance.lost() if self.instance is not None else 0
+        return lost + (self.events.overruns if self.events is not None else 0)
+
+    def cannot_see(self) -> list[str]:
+        return CANNOT_SEE + (CANNOT_SEE_PIDS if self.config.pids else []) + self._missing
+
+    def close(self) -> None:
+        if self.instance is not None:
+            self.instance.close()
+            self.instance = None
+        if self.events is not None:
+            self.events.close()
+            self.events = None

@@ -1,0 +1,394 @@
+"""Parsed trace_pipe lines and process-events exits → wire records, for the tracefs backend.
+
+What bpf/sigtrace.bpf.c does in the kernel, done here from text: number each kill-family call
+per thread and count what it generated (one fan-out, or a failure that generated nothing),
+filter by pid and cgroup, remember which processes took part so that their exits are
+reported, and give a group exit's SIGKILL delivery its real signal. The target's side of a
+signal (tgid, namespace pid, handler, blocked, unkillable) comes from /proc when the line is
+handled (`TaskFacts`), so those fields are listed in `derived`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sigtrace import signals, wire
+from sigtrace.backends import kernel_rules as kr
+from sigtrace.backends.procevents import ProcExit
+from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by, unknown_task
+from sigtrace.backends.tracefs_parse import signed32
+from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO, is_fanout_request
+
+# syscall name → (wire number, argument names for req_pid, req_tid, flags, siginfo pointer)
+SYSCALLS: dict[str, tuple[int, str, str | None, str | None, str | None]] = {
+    "kill": (wire.SYS_KILL, "pid", None, None, None),
+    "tkill": (wire.SYS_TKILL, "pid", "pid", None, None),
+    "tgkill": (wire.SYS_TGKILL, "tgid", "pid", None, None),
+    "pidfd_send_signal": (wire.SYS_PIDFD_SEND_SIGNAL, "pidfd", None, "flags", "info"),
+    "rt_sigqueueinfo": (wire.SYS_RT_SIGQUEUEINFO, "pid", None, None, "uinfo"),
+    "rt_tgsigqueueinfo": (wire.SYS_RT_TGSIGQUEUEINFO, "tgid", "pid", None, "uinfo"),
+}
+# Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
+_KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
+BOUND = 4096  # in-flight calls, exiting tasks, tracked processes: a lost line cannot grow them
+
+
+@dataclass
+class Call:
+    seq: int
+    nr: int
+    sig: int
+    req_pid: int
+    req_tid: int
+    sys_flags: int
+    user_siginfo: bool
+    count: int = 0  # signals it generated (that passed the kernel's signal filter)
+    emitted: int = 0  # ... and that passed the pid/cgroup filters
+
+
+@dataclass
+class Filters:
+    pids: frozenset[int] = frozenset()
+    cgroups_active: bool = False
+    cgroup_ids: set[int] = field(default_factory=set)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.pids) or self.cgroups_active
+
+    def matches(self, task: wire.Task) -> bool:
+        """task_matches() of the kernel side: every active filter must pass."""
+        if self.pids and task.pid not in self.pids and task.tid not in self.pids:
+            return False
+        if self.cgroups_active:
+            ids = self.cgroup_ids
+            return bool(task.cgroup_id in ids and task.cgroup_id) or bool(
+                task.cgroup_v1_id in ids and task.cgroup_v1_id
+            )
+        return True
+
+
+@dataclass
+class GroupExit:
+    sig: int
+    certain: bool  # False: the handler was unknown (the target was gone when looked at)
+
+
+def _bounded_set(s: dict[int, Any], key: int, value: Any) -> None:
+    s[key] = value
+    if len(s) > BOUND:
+        del s[next(iter(s))]
+
+
+class RecordBuilder:
+    def __init__(self, facts: TaskFacts, wanted: frozenset[int], filters: Filters) -> None:
+        self.facts = facts
+        self.wanted = wanted
+        self.filters = filters
+        self.seq = 0
+        self.inflight: dict[int, Call] = {}
+        # tid whose thread group died → (its comm, when): sched_process_exit, which comes
+        # before the exit code's message (and, for an init, before its namespace teardown)
+        self.exiting: dict[int, tuple[str, int]] = {}
+        self.tracked: dict[int, bool] = {}  # tgids that took part: their exits are reported
+        self.group_exit: dict[int, GroupExit] = {}  # tgid → the signal that ends it
+        self.oom_victims: dict[int, bool] = {}
+        self.tgid_of: dict[int, int] = {}  # tid → tgid, from the lines' record-tgid column
+
+    # --- lines ----------------------------------------------------------------------------
+
+    def line(self, p: dict[str, Any]) -> list[wire.Record]:
+        event = p.get("event")
+        if p.get("common_tgid") is not None:
+            _bounded_set(self.tgid_of, p["common_pid"], p["common_tgid"])
+        if event == "signal_generate":
+            return self._generate(p)
+        if event == "signal_deliver":
+            return self._deliver(p)
+        if event == "sys_enter":
+            self._enter(p)
+        elif event == "sys_exit":
+            return self._exit_call(p)
+        elif event == "sched_process_exit":
+            if p.get("group_dead") is not False:
+                _bounded_set(self.exiting, p["pid"], (p["comm"], p["ts_ns"]))
+        elif event == "mark_victim":
+            return self._oom(p)
+        return []
+
+    def _task(self, tid: int, tgid: int | None, comm: str | None) -> tuple[wire.Task, bool]:
+        """(task, from /proc?): the line's own tgid and comm win over /proc's."""
+        ident = self.facts.identity(tid)
+        if ident is None:
+            return unknown_task(tgid, tid, comm or ""), False
+        task = ident.task
+        if tgid is not None and tgid != task.pid:
+            task = task._replace(pid=tgid)
+        if comm is not None:
+            task = task._replace(comm=comm)
+        return task, True
+
+    def _generate(self, p: dict[str, Any]) -> list[wire.Record]:
+        sig, code, result = p["sig"], p["code"], p["result"]
+        if sig not in self.wanted:
+            return []
+        stid, ttid = p["common_pid"], p["pid"]
+        call = self.inflight.get(stid)
+        if call is not None and call.sig == sig:
+            call.count += 1
+        else:
+            call = None
+        sender, sender_known = self._task(stid, p["common_tgid"], p["common_comm"])
+        st = self.facts.status(ttid)
+        tident = self.facts.identity(ttid)
+        if tident is not None:
+            target = tident.task._replace(comm=p["comm"])
+        else:
+            target = unknown_task(None, ttid, p["comm"])
+        if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
+            return []
+        derived: list[str] = []
+        if sender_known:
+            derived += ["sender.ns_pid", "sender.uid"]
+            if p["common_tgid"] is None:
+                derived.append("sender.pid")
+        flags = 0
+        handler: int | None = None
+        blocked: bool | None = None
+        if tident is not None:
+            derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
+            if target.ns_pid == 1:
+                flags |= wire.F_UNKILLABLE
+        if st is not None and st.dispositions_known:
+            handler, blocked = st.handler(sig), st.blocked(sig)
+            derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
+            if blocked:
+                flags |= wire.F_BLOCKED
+            if st.tracer_pid:
+                flags |= wire.F_PTRACED
+        seq = nr = req_pid = sys_flags = 0
+        if call is not None:
+            call.emitted += 1
+            flags |= wire.F_SYSCALL
+            seq, nr, req_pid, sys_flags = call.seq, call.nr, call.req_pid, call.sys_flags
+            if is_fanout_request(nr, req_pid, sys_flags):
+                flags |= wire.F_FANOUT
+        if (
+            stid in self.exiting
+            and sig == signals.SIGKILL
+            and code == kr.SI_KERNEL
+            and sender.ns_pid == 1
+        ):
+            flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
+        si_pid, info_kind = self._si_pid(call, code, stid, tident)
+        if si_pid is not None:
+            derived.append("si_pid")
+        key = target.pid if target.pid is not None else ttid
+        _bounded_set(self.tracked, key, True)
+        if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
+            self._note_group_exit(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
+        return [
+            wire.Generate(
+                p["ts_ns"],
+                p["cpu"],
+                seq,
+                nr,
+                req_pid,
+                sys_flags,
+                sig,
+                code,
+                p["errno"],
+                si_pid if si_pid is not None else 0,
+                0,
+                info_kind,
+                p["group"],
+                result,
+                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                flags,
+                sender,
+                target,
+                tuple(derived),
+            )
+        ]
+
+    def _si_pid(
+        self, call: Call | None, code: int, stid: int, tident: Identity | None
+    ) -> tuple[int | None, int]:
+        """kill()'s si_pid from both tasks' namespaces; None where it can't be told."""
+        if call is None or call.nr not in _KERNEL_SIGINFO or call.user_siginfo:
+            return None, wire.INFO_PRIV if code == kr.SI_KERNEL else wire.INFO_NOINFO
+        sident = self.facts.identity(stid)
+        if sident is None or tident is None:
+            return None, wire.INFO_NOINFO
+        si_pid = si_pid_seen_by(sident, tident)
+        return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
+
+    def _note_group_exit(
+        self, tgid: int, sig: int, handler: int | None, blocked: bool | None, ptraced: bool
+    ) -> None:
+        if ptraced and sig != signals.SIGKILL:
+            return  # complete_signal() leaves a traced task's fatal signal to get_signal()
+        fatal = kr.group_exit_at_generation(sig, handler, blocked)
+        if fatal is False:
+            return
+        old = self.group_exit.get(tgid)
+        if old is None or (fatal and not old.certain):
+            _bounded_set(self.group_exit, tgid, GroupExit(sig, bool(fatal)))
+
+    def _deliver(self, p: dict[str, Any]) -> list[wire.Record]:
+        sig, code, tid = p["sig"], p["code"], p["common_pid"]
+        task, known = self._task(tid, p["common_tgid"], p["common_comm"])
+        key = task.pid if task.pid is not None else tid
+        flags = 0
+        gcode = 0
+        info_kind = wire.INFO_PTR
+        derived: list[str] = []
+        if sig == signals.SIGKILL and code == kr.SI_USER:
+            # get_signal() reports a group exit as SIGKILL without siginfo; which signal
+            # caused it is the one complete_signal() turned into that group exit.
+            ge = self.group_exit.get(key)
+            if ge is None:
+                return []  # exec() or exit_group() ending the other threads: nothing was sent
+            flags |= wire.F_GROUP_EXIT
+            gcode = ge.sig
+            info_kind = wire.INFO_NOINFO
+            if ge.sig != signals.SIGKILL:
+                derived.append("signal")
+        else:
+            ge = self.group_exit.get(key)
+            if ge is not None and ge.sig == sig and not ge.certain:
+                del self.group_exit[key]  # it was dequeued after all: it had a handler
+        if sig not in self.wanted and gcode not in self.wanted:
+            return []
+        if self.filters.any and not self.filters.matches(task):
+            return []
+        if known:
+            derived += ["target.ns_pid", "target.uid", "action"]
+            if p["common_tgid"] is None:
+                derived.append("target.pid")
+            if task.ns_pid == 1:
+                flags |= wire.F_UNKILLABLE
+        _bounded_set(self.tracked, key, True)
+        h = p["sa_handler"]
+        handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
+        return [
+            wire.Deliver(
+                p["ts_ns"],
+                p["cpu"],
+                sig,
+                code,
+                0,
+                info_kind,
+                handler,
+                gcode,
+                flags,
+                task,
+                tuple(derived),
+            )
+        ]
+
+    def _enter(self, p: dict[str, Any]) -> None:
+        spec = SYSCALLS.get(p["syscall"])
+        args = p["args"]
+        if spec is None or "sig" not in args:
+            return
+        nr, pid_arg, tid_arg, flags_arg, info_arg = spec
+        sig = signed32(args["sig"])
+        if sig not in self.wanted:
+            return
+        self.seq += 1
+        call = Call(
+            seq=self.seq,
+            nr=nr,
+            sig=sig,
+            req_pid=signed32(args.get(pid_arg, 0)),
+            req_tid=signed32(args.get(tid_arg, 0)) if tid_arg else 0,
+            sys_flags=args.get(flags_arg, 0) & 0xFFFFFFFF if flags_arg else 0,
+            user_siginfo=bool(args.get(info_arg, 0)) if info_arg else False,
+        )
+        self.inflight.pop(p["common_pid"], None)
+        _bounded_set(self.inflight, p["common_pid"], call)
+
+    def _exit_call(self, p: dict[str, Any]) -> list[wire.Record]:
+        call = self.inflight.pop(p["common_pid"], None)
+        if call is None:
+            return []
+        ret = p["ret"]
+        # A single-target call's signal carried everything already; only a fan-out's count
+        # and a failure are news (as on the kernel side).
+        fan = is_fanout_request(call.nr, call.req_pid, call.sys_flags)
+        if call.emitted > 0 and not fan:
+            return []
+        sender, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
+        if call.emitted == 0:
+            if call.count > 0 or ret >= 0:
+                return []
+            named = bool(self.filters.pids) and call.req_pid in self.filters.pids
+            if self.filters.any and not self.filters.matches(sender) and not named:
+                return []
+        return [
+            wire.Syscall(
+                p["ts_ns"],
+                p["cpu"],
+                call.seq,
+                ret,
+                call.nr,
+                call.sig,
+                call.req_pid,
+                call.req_tid,
+                call.count,
+                call.sys_flags,
+                sender,
+            )
+        ]
+
+    def _oom(self, p: dict[str, Any]) -> list[wire.Record]:
+        victim, _ = self._task(p["pid"], None, p["comm"])
+        if self.filters.any and not self.filters.matches(victim):
+            return []
+        trigger, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
+        key = victim.pid if victim.pid is not None else p["pid"]
+        _bounded_set(self.oom_victims, key, True)
+        _bounded_set(self.tracked, key, True)
+        return [wire.Oom(p["ts_ns"], p["cpu"], victim, trigger)]
+
+    def patch_tgids(self, records: list[wire.Record]) -> list[wire.Record]:
+        """A target gone before /proc was read has no tgid; a later line of this batch, in
+        its own context (its delivery, its exit), gives the kernel's one."""
+        out: list[wire.Record] = []
+        for rec in records:
+            if isinstance(rec, wire.Generate) and rec.target.pid is None:
+                tgid = self.tgid_of.get(rec.target.tid)
+                if tgid is not None:
+                    rec = rec._replace(target=rec.target._replace(pid=tgid))
+            out.append(rec)
+        return out
+
+    # --- exits ----------------------------------------------------------------------------
+
+    def proc_exit(self, e: ProcExit) -> list[wire.Record]:
+        """A task's exit from the process-events connector: a record when its thread group
+        died with it (sched_process_exit said group_dead) and the process took part."""
+        died = self.exiting.pop(e.tid, None)
+        if died is None:
+            if e.tid != e.tgid:
+                self.facts.forget(e.tid)
+            return []
+        comm, ts_ns = died
+        ident = self.facts.identity(e.tid) or self.facts.identity(e.tgid)
+        if ident is not None:
+            task = ident.task._replace(pid=e.tgid, tid=e.tid, comm=comm)
+        else:
+            task = unknown_task(e.tgid, e.tid, comm)
+        tracked = self.tracked.pop(e.tgid, False)
+        oom = self.oom_victims.pop(e.tgid, False)
+        self.group_exit.pop(e.tgid, None)
+        self.facts.forget(e.tid)
+        self.facts.forget(e.tgid)
+        if not tracked and not (self.filters.any and self.filters.matches(task)):
+            return []
+        flags = (wire.F_OOM_VICTIM if oom else 0) | (
+            wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0
+        )
+        return [wire.Exit(ts_ns, e.cpu, e.exit_code, flags, task)]

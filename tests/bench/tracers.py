@@ -1,0 +1,283 @@
+"""The tracers the benchmark compares: how to start each one, how to tell it is live, how
+to count what it wrote and what it lost.
+
+Modes: "ready" (stdout is a pipe; time to tracing), "default" (its default filters, or
+the nearest it has to sigtrace's five signals) and "all" (every signal), both writing to
+a file.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+VENV_PYTHON = REPO / ".venv" / "bin" / "python"
+SIGTRACE = REPO / ".venv" / "bin" / "sigtrace"
+SYSTEM_PYTHON = "/usr/bin/python3"
+DEFAULT_SIGNALS = (1, 2, 3, 9, 15)  # HUP INT QUIT KILL TERM: sigtrace's default
+
+LOST_RE = re.compile(rb"lost (\d+) events", re.IGNORECASE)
+
+
+@dataclass
+class Counts:
+    records: int  # records about signals the tracer wrote (JSONL records / text lines)
+    signals: int  # of which one per generated signal
+    lost: int  # what the tracer says it dropped
+    syscalls: int = 0  # sigtrace: signal records joined with their kill() record
+
+
+@dataclass
+class Tracer:
+    name: str
+    argv: dict[str, list[str]]  # mode -> argv; "{out}" is replaced by the output file
+    marker: bytes  # seen on stdout (ready) or in the output file once tracing is live
+    marker_in_file: bool = True  # False: the file is block-buffered, wait instead
+    uses_output_flag: bool = False  # writes the file itself (else stdout goes there)
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
+    unavailable: str = ""  # why it cannot run here
+
+    def command(self, mode: str, out: Path | None = None) -> list[str]:
+        return [a.replace("{out}", str(out)) for a in self.argv[mode]]
+
+    def count(self, out: Path, stderr: bytes) -> Counts:
+        raise NotImplementedError
+
+
+def _count_lines(path: Path, skip_prefixes: tuple[bytes, ...] = ()) -> tuple[int, int]:
+    """(lines, lines starting with one of skip_prefixes), reading in chunks."""
+    lines = 0
+    skipped = 0
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        for pre in skip_prefixes:
+            skipped += sum(1 for ln in head.splitlines() if ln.startswith(pre))
+        f.seek(0)
+        while chunk := f.read(1 << 22):
+            lines += chunk.count(b"\n")
+    return lines, skipped
+
+
+def _tail(path: Path, n: int = 1 << 14) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - n))
+        return f.read()
+
+
+class SigtraceTracer(Tracer):
+    def count(self, out: Path, stderr: bytes) -> Counts:
+        stop = None
+        for line in reversed(_tail(out).splitlines()):
+            if b'"type":"stop"' in line:
+                stop = json.loads(line)
+                break
+        if stop is None:
+            raise RuntimeError(f"sigtrace wrote no stop record: {stderr[-300:]!r}")
+        kinds = {k: v for k, v in stop["records"].items() if k != "lost"}
+        joined = 0
+        with open(out, "rb") as f:
+            while chunk := f.read(1 << 22):
+                joined += chunk.count(b'"syscall":"kill"')
+        return Counts(sum(kinds.values()), kinds.get("signal", 0), stop["lost"], joined)
+
+
+class SigsnoopTracer(Tracer):
+    def count(self, out: Path, stderr: bytes) -> Counts:
+        lines, header = _count_lines(out, (b"TIME ",))
+        lost = sum(int(m) for m in LOST_RE.findall(stderr))
+        return Counts(lines - header, lines - header, lost)
+
+
+class BpftraceTracer(Tracer):
+    def count(self, out: Path, stderr: bytes) -> Counts:
+        lines, extra = _count_lines(out, (b"Attaching ", b"ready"))
+        lost = 0
+        with open(out, "rb") as f:
+            while chunk := f.read(1 << 22):
+                for m in LOST_RE.findall(chunk):
+                    lost += int(m)
+                    extra += 1
+        lost += sum(int(m) for m in LOST_RE.findall(stderr))
+        # bpftrace prints an empty line at exit
+        blank = _tail(out).count(b"\n\n")
+        return Counts(lines - extra - blank, lines - extra - blank, lost)
+
+
+class BccTracer(Tracer):
+    def count(self, out: Path, stderr: bytes) -> Counts:
+        lines, ready = _count_lines(out, (b"ready",))
+        m = re.search(rb"^lost (\d+)$", stderr, re.MULTILINE)
+        return Counts(lines - ready, lines - ready, int(m.group(1)) if m else 0)
+
+
+def kernel_header_dirs() -> tuple[str, str] | None:
+    """(source, build) of the kernel headers BCC and bpftrace compile against.
+
+    Debian splits them: the -amd64 package (build: config, generated headers) includes
+    the -common one (source). scripts/setup links /lib/modules/$(uname -r)/build (and
+    source) to the -amd64 directory, so the source half is found through its Makefile.
+    """
+    build = os.path.realpath(f"/lib/modules/{os.uname().release}/build")
+    if not os.path.isdir(build):
+        return None
+    if os.path.exists(os.path.join(build, "include/linux/kconfig.h")):
+        return build, build
+    try:
+        text = Path(build, "Makefile").read_text()
+    except OSError:
+        text = ""
+    m = re.search(r"^include\s+(/\S+)/Makefile", text, re.MULTILINE)
+    cands = [m.group(1)] if m else []
+    cands += sorted(glob.glob(build.rsplit("-", 2)[0] + "*-common"))
+    for src in cands:
+        if os.path.exists(os.path.join(src, "include/linux/kconfig.h")):
+            return src, build
+    return None
+
+
+def _bpftrace_program(sigs: tuple[int, ...] | None) -> str:
+    pred = ""
+    if sigs:
+        pred = "/" + " || ".join(f"args->sig == {s}" for s in sigs) + "/ "
+    return (
+        'BEGIN { printf("ready\\n"); } '
+        f"tracepoint:signal:signal_generate {pred}"
+        '{ printf("%d %d %s %d %d %d\\n", nsecs, pid, comm, args->sig, args->pid, '
+        "args->result); }"
+    )
+
+
+def installed_copy() -> str:
+    """Where .venv/bin/sigtrace imports sigtrace from, when that is not this working tree."""
+    import subprocess
+
+    try:
+        where = subprocess.run(
+            [str(VENV_PYTHON), "-I", "-c", "import sigtrace; print(sigtrace.__file__)"],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not where or Path(where).resolve().parent == (REPO / "sigtrace").resolve():
+        return ""
+    return str(Path(where).parent)
+
+
+def snapshot(dest: Path, ref: str | None = None) -> Path:
+    """A copy of the sigtrace package, so that every run measures the same code even while
+    the tree is being edited: the working tree's, or a commit's (git archive). Returns the
+    directory for PYTHONPATH."""
+    import subprocess
+
+    if ref is None:
+        shutil.copytree(
+            REPO / "sigtrace", dest / "sigtrace", ignore=shutil.ignore_patterns("__pycache__")
+        )
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", ref, "sigtrace"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    # Byte-compiled, as pip leaves an installed package (PYTHONDONTWRITEBYTECODE may be set
+    # here, and compiling ~50 modules at every start would add ~35 ms to time to tracing).
+    subprocess.run(
+        [str(VENV_PYTHON), "-m", "compileall", "-q", str(dest / "sigtrace")],
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
+    return dest
+
+
+def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
+    """sigtrace_path: run `python -m sigtrace` from there; None: .venv/bin/sigtrace as is."""
+    if sigtrace_path is None:
+        st = [str(SIGTRACE)]
+        st_env: dict[str, str] = {}
+    else:
+        st = [str(VENV_PYTHON), "-m", "sigtrace"]
+        st_env = {"PYTHONPATH": str(sigtrace_path)}
+    st += ["--backend", "core", "--format", "jsonl"]
+    out: list[Tracer] = [
+        SigtraceTracer(
+            name="sigtrace (core)",
+            argv={
+                "ready": st,
+                "default": [*st, "--output", "{out}"],
+                "all": [*st, "--signal", "all", "--output", "{out}"],
+            },
+            marker=b'"type":"start"',
+            uses_output_flag=True,
+            env=st_env,
+            unavailable="" if VENV_PYTHON.exists() else f"{VENV_PYTHON} missing",
+        ),
+        SigsnoopTracer(
+            name="sigsnoop",
+            argv={
+                # Its stdout is block-buffered on a pipe: line-buffer it to see the header.
+                "ready": ["stdbuf", "-oL", "sigsnoop"],
+                "default": ["sigsnoop", "-s", "15"],  # one signal is the most it filters
+                "all": ["sigsnoop"],
+            },
+            marker=b"TIME ",
+            marker_in_file=False,
+            unavailable="" if shutil.which("sigsnoop") else "sigsnoop not installed",
+        ),
+    ]
+    hdr = kernel_header_dirs()
+    bt_env = {"BPFTRACE_KERNEL_SOURCE": hdr[0], "BPFTRACE_KERNEL_BUILD": hdr[1]} if hdr else {}
+    bt_missing = "" if shutil.which("bpftrace") else "bpftrace not installed"
+    out.append(
+        BpftraceTracer(
+            name="bpftrace",
+            argv={
+                "ready": ["bpftrace", "-e", _bpftrace_program(DEFAULT_SIGNALS)],
+                "default": ["bpftrace", "-e", _bpftrace_program(DEFAULT_SIGNALS)],
+                "all": ["bpftrace", "-e", _bpftrace_program(None)],
+            },
+            marker=b"ready",
+            env=bt_env,
+            stop_signal=signal.SIGINT,
+            unavailable=bt_missing or ("" if hdr else "no kernel headers"),
+        )
+    )
+    bcc_env: dict[str, str] = {}
+    cflags: list[str] = []
+    if hdr:
+        src, build = hdr
+        if src != build:
+            bcc_env["BCC_KERNEL_SOURCE"] = src
+            for d in (
+                "arch/x86/include/generated",
+                "arch/x86/include/generated/uapi",
+                "include/generated/uapi",
+                "include",
+            ):
+                cflags.append(f"--cflag=-I{build}/{d}")
+    bcc = [SYSTEM_PYTHON, str(HERE / "bcc_anchor.py"), *cflags]
+    has_bcc = os.path.isdir("/usr/lib/python3/dist-packages/bcc")
+    out.append(
+        BccTracer(
+            name="BCC (tracepoint)",
+            argv={"ready": bcc, "default": bcc, "all": [*bcc, "--all"]},
+            marker=b"ready",
+            env=bcc_env,
+            unavailable=("" if has_bcc else "python3-bpfcc not installed")
+            or ("" if hdr else "no kernel headers"),
+        )
+    )
+    return out
