@@ -28,7 +28,7 @@ from sigtrace.backends.bcc_records import SIZE_DEFINES, Filters, RecordBuilder
 from sigtrace.backends.procevents import ProcEvents
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.config import TraceConfig
-from sigtrace.containers.cgroup_ids import HIERARCHIES, CgroupIds, detect_layout
+from sigtrace.containers.cgroup_ids import CgroupIds, detect_layout
 from sigtrace.errors import BackendError, LibraryError
 from sigtrace.procfs import Procfs
 from sigtrace.ringbuf import MappedRing
@@ -516,18 +516,7 @@ class BccBackend(Backend):
         """Read who is in the followed containers now and then: a process killed before its
         record is handled is gone from /proc, and its signal would lose its container."""
         assert self.cgroups is not None and self.facts is not None
-        seen: set[int] = set()
-        for cg in self.filters.cgroup_ids:
-            for hierarchy in HIERARCHIES:
-                rel = self.cgroups.path_of(cg, hierarchy)
-                root = self.cgroups.layout.root(hierarchy)
-                if rel is None or root is None:
-                    continue
-                try:
-                    with open(os.path.join(root, rel.lstrip("/"), "cgroup.procs")) as f:
-                        seen.update(int(p) for p in f.read().split())
-                except (OSError, ValueError):
-                    continue
+        seen = self.cgroups.pids_in(self.filters.cgroup_ids)
         for pid in seen - self._primed:
             self.facts.identity(pid)
         self._primed = seen

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
+from sigtrace.backends.group_exits import GroupExits, bounded_set
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import (
     Identity,
@@ -67,7 +68,6 @@ SIZE_DEFINES = {
 _NO_UID = 0xFFFFFFFF
 # Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
 _KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
-BOUND = 4096  # group exits, pending exits: a lost record cannot grow them
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
 # Where each record's current task starts (its tid → tgid is the kernel's, for any record).
@@ -119,11 +119,6 @@ class Filters:
         return True
 
 
-class GroupExit(NamedTuple):
-    sig: int
-    certain: bool  # False: the target's handler was unknown (gone from /proc)
-
-
 class PendingExit(NamedTuple):
     ts_ns: int
     cpu: int
@@ -144,12 +139,6 @@ def _subject(rec: wire.Record) -> wire.Task | None:
     return None
 
 
-def _bounded_set(d: dict[int, Any], key: int, value: Any) -> None:
-    d[key] = value
-    if len(d) > BOUND:
-        del d[next(iter(d))]
-
-
 class RecordBuilder:
     """Kernel-side records in, wire records out. `track(tgid, bits)` tells the kernel side
     about a process it knows only by another thread's id (its exit is then reported)."""
@@ -165,7 +154,7 @@ class RecordBuilder:
         self.wanted = wanted
         self.filters = filters
         self.track = track
-        self.group_exit: dict[int, GroupExit] = {}  # tgid → the signal that ends it
+        self.group_exit = GroupExits()  # tgid → the signal that ends it
         self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
         self.exit_codes = True  # False: no connector, so no exit records
         # /proc as read for this batch of records: a flood reads each process once per batch,
@@ -192,7 +181,7 @@ class RecordBuilder:
         decoded = [self._decode(data) for data in batch]
         for kind, v in decoded:
             i = _TASK_AT[kind]
-            _bounded_set(self.tgid_of, v[i + 2], v[i + 1])
+            bounded_set(self.tgid_of, v[i + 2], v[i + 1])
             if kind == wire.KIND_DELIVER:
                 self._delivered[(v[i + 1], v[3])] = v[0]
                 self._delivered[(v[i + 2], v[3])] = v[0]
@@ -202,7 +191,7 @@ class RecordBuilder:
         for rec in out:
             task = _subject(rec)
             if task is not None and task.pid is not None:
-                _bounded_set(self.reported, task.pid, True)
+                bounded_set(self.reported, task.pid, True)
         return out
 
     def _identity_of(self, tid: int) -> Identity | None:
@@ -329,7 +318,7 @@ class RecordBuilder:
             derived.append("si_pid")
         if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
             key = target.pid if target.pid is not None else ttid
-            self._note_group_exit(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
+            self.group_exit.note(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
         return [
             wire.Generate(
                 ts,
@@ -368,18 +357,6 @@ class RecordBuilder:
             return None, wire.INFO_NOINFO
         si_pid = si_pid_seen_by(sident, tident)
         return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
-
-    def _note_group_exit(
-        self, tgid: int, sig: int, handler: int | None, blocked: bool | None, ptraced: bool
-    ) -> None:
-        if ptraced and sig != signals.SIGKILL:
-            return  # complete_signal() leaves a traced task's fatal signal to get_signal()
-        fatal = kr.group_exit_at_generation(sig, handler, blocked)
-        if fatal is False:
-            return
-        old = self.group_exit.get(tgid)
-        if old is None or (fatal and not old.certain):
-            _bounded_set(self.group_exit, tgid, GroupExit(sig, bool(fatal)))
 
     def _deliver(self, v: tuple) -> list[wire.Record]:
         ts, _, cpu, sig, code, _errno, _pad, sa_handler, _sa_flags = v[:9]
@@ -459,7 +436,7 @@ class RecordBuilder:
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
-        _bounded_set(self.exiting, task.tid, pending)
+        bounded_set(self.exiting, task.tid, pending)
 
     def proc_exit(self, e: ProcExit) -> list[wire.Record]:
         """A task's wait status from the connector: an exit record for a group-dead exit

@@ -233,18 +233,7 @@ class TracefsBackend(Backend):
         then: one that is killed is gone from /proc before its line is handled, and its
         records would lose their container."""
         assert self.builder is not None and self._cgroups is not None and self._facts is not None
-        seen: set[int] = set()
-        for cg in self.builder.filters.cgroup_ids:
-            for hierarchy in ("v2", "v1pids"):
-                rel = self._cgroups.path_of(cg, hierarchy)  # type: ignore[arg-type]
-                root = self._cgroups.layout.root(hierarchy)  # type: ignore[arg-type]
-                if rel is None or root is None:
-                    continue
-                try:
-                    with open(os.path.join(root, rel.lstrip("/"), "cgroup.procs")) as f:
-                        seen.update(int(p) for p in f.read().split())
-                except (OSError, ValueError):
-                    continue
+        seen = self._cgroups.pids_in(self.builder.filters.cgroup_ids)
         for pid in seen - self._primed:
             self._facts.identity(pid)
         self._primed = seen

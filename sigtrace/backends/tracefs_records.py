@@ -15,6 +15,7 @@ from typing import Any
 
 from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
+from sigtrace.backends.group_exits import GroupExits, bounded_set
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by, unknown_task
 from sigtrace.backends.tracefs_parse import signed32
@@ -31,7 +32,6 @@ SYSCALLS: dict[str, tuple[int, str, str | None, str | None, str | None]] = {
 }
 # Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
 _KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
-BOUND = 4096  # in-flight calls, exiting tasks, tracked processes: a lost line cannot grow them
 
 
 @dataclass
@@ -69,18 +69,6 @@ class Filters:
         return True
 
 
-@dataclass
-class GroupExit:
-    sig: int
-    certain: bool  # False: the handler was unknown (the target was gone when looked at)
-
-
-def _bounded_set(s: dict[int, Any], key: int, value: Any) -> None:
-    s[key] = value
-    if len(s) > BOUND:
-        del s[next(iter(s))]
-
-
 class RecordBuilder:
     def __init__(self, facts: TaskFacts, wanted: frozenset[int], filters: Filters) -> None:
         self.facts = facts
@@ -92,7 +80,7 @@ class RecordBuilder:
         # before the exit code's message (and, for an init, before its namespace teardown)
         self.exiting: dict[int, tuple[str, int]] = {}
         self.tracked: dict[int, bool] = {}  # tgids that took part: their exits are reported
-        self.group_exit: dict[int, GroupExit] = {}  # tgid → the signal that ends it
+        self.group_exit = GroupExits()  # tgid → the signal that ends it
         self.oom_victims: dict[int, bool] = {}
         self.tgid_of: dict[int, int] = {}  # tid → tgid, from the lines' record-tgid column
 
@@ -101,7 +89,7 @@ class RecordBuilder:
     def line(self, p: dict[str, Any]) -> list[wire.Record]:
         event = p.get("event")
         if p.get("common_tgid") is not None:
-            _bounded_set(self.tgid_of, p["common_pid"], p["common_tgid"])
+            bounded_set(self.tgid_of, p["common_pid"], p["common_tgid"])
         if event == "signal_generate":
             return self._generate(p)
         if event == "signal_deliver":
@@ -112,7 +100,7 @@ class RecordBuilder:
             return self._exit_call(p)
         elif event == "sched_process_exit":
             if p.get("group_dead") is not False:
-                _bounded_set(self.exiting, p["pid"], (p["comm"], p["ts_ns"]))
+                bounded_set(self.exiting, p["pid"], (p["comm"], p["ts_ns"]))
         elif event == "mark_victim":
             return self._oom(p)
         return []
@@ -185,9 +173,9 @@ class RecordBuilder:
         if si_pid is not None:
             derived.append("si_pid")
         key = target.pid if target.pid is not None else ttid
-        _bounded_set(self.tracked, key, True)
+        bounded_set(self.tracked, key, True)
         if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
-            self._note_group_exit(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
+            self.group_exit.note(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
         return [
             wire.Generate(
                 p["ts_ns"],
@@ -224,18 +212,6 @@ class RecordBuilder:
         si_pid = si_pid_seen_by(sident, tident)
         return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
 
-    def _note_group_exit(
-        self, tgid: int, sig: int, handler: int | None, blocked: bool | None, ptraced: bool
-    ) -> None:
-        if ptraced and sig != signals.SIGKILL:
-            return  # complete_signal() leaves a traced task's fatal signal to get_signal()
-        fatal = kr.group_exit_at_generation(sig, handler, blocked)
-        if fatal is False:
-            return
-        old = self.group_exit.get(tgid)
-        if old is None or (fatal and not old.certain):
-            _bounded_set(self.group_exit, tgid, GroupExit(sig, bool(fatal)))
-
     def _deliver(self, p: dict[str, Any]) -> list[wire.Record]:
         sig, code, tid = p["sig"], p["code"], p["common_pid"]
         task, known = self._task(tid, p["common_tgid"], p["common_comm"])
@@ -269,7 +245,7 @@ class RecordBuilder:
                 derived.append("target.pid")
             if task.ns_pid == 1:
                 flags |= wire.F_UNKILLABLE
-        _bounded_set(self.tracked, key, True)
+        bounded_set(self.tracked, key, True)
         h = p["sa_handler"]
         handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
         return [
@@ -308,7 +284,7 @@ class RecordBuilder:
             user_siginfo=bool(args.get(info_arg, 0)) if info_arg else False,
         )
         self.inflight.pop(p["common_pid"], None)
-        _bounded_set(self.inflight, p["common_pid"], call)
+        bounded_set(self.inflight, p["common_pid"], call)
 
     def _exit_call(self, p: dict[str, Any]) -> list[wire.Record]:
         call = self.inflight.pop(p["common_pid"], None)
@@ -349,8 +325,8 @@ class RecordBuilder:
             return []
         trigger, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
         key = victim.pid if victim.pid is not None else p["pid"]
-        _bounded_set(self.oom_victims, key, True)
-        _bounded_set(self.tracked, key, True)
+        bounded_set(self.oom_victims, key, True)
+        bounded_set(self.tracked, key, True)
         return [wire.Oom(p["ts_ns"], p["cpu"], victim, trigger)]
 
     def patch_tgids(self, records: list[wire.Record]) -> list[wire.Record]:

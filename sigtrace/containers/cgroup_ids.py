@@ -160,3 +160,19 @@ class CgroupIds:
                 if ref is not None and ref.id == container_id:
                     out.add(cg_id)
         return out
+
+    def pids_in(self, cgroup_ids: tuple[int, ...] | set[int]) -> set[int]:
+        """Every pid in these cgroups (either hierarchy): backends that filter containers in
+        user space learn a container's processes before those die unseen."""
+        pids: set[int] = set()
+        for cg in cgroup_ids:
+            for hierarchy in HIERARCHIES:
+                rel, root = self.path_of(cg, hierarchy), self.layout.root(hierarchy)
+                if rel is None or root is None:
+                    continue
+                try:
+                    with open(os.path.join(root, rel.lstrip("/"), "cgroup.procs")) as f:
+                        pids.update(int(p) for p in f.read().split())
+                except (OSError, ValueError):
+                    continue
+        return pids
