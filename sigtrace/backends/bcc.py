@@ -24,9 +24,10 @@ from typing import Any
 
 from sigtrace import features, ringbuf, signals, wire
 from sigtrace.backends import Backend, Emit, error_for
-from sigtrace.backends.bcc_records import SIZE_DEFINES, Filters, RecordBuilder
+from sigtrace.backends.bcc_records import SIZE_DEFINES, RecordBuilder
 from sigtrace.backends.procevents import ProcEvents
 from sigtrace.backends.proctask import TaskFacts
+from sigtrace.backends.userfilter import Filters
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds, detect_layout
 from sigtrace.errors import BackendError, LibraryError
@@ -330,7 +331,7 @@ class BccBackend(Backend):
         self.cgroups = CgroupIds(sys_root=cfg.sys_root)
         self.facts = TaskFacts(procfs, self.cgroups)
         self.filters = Filters(
-            tids=self._pid_tids(),
+            pids=self._pid_tids(),
             cgroups_active=cfg.filters_cgroups,
             cgroup_ids=set(cfg.cgroup_ids),
         )
@@ -452,7 +453,7 @@ class BccBackend(Backend):
         return tids
 
     def _fill_filters(self) -> None:
-        self._add_tids(self.filters.tids)
+        self._add_tids(self.filters.pids)
         if self.kernel_cgroups:
             for cg in self.filters.cgroup_ids:
                 self._map_set("cgroup_filter", cg, 1)
@@ -506,9 +507,9 @@ class BccBackend(Backend):
             return
         self._followed_at = now
         if self.config.pids:
-            new = self._pid_tids() - self.filters.tids
+            new = self._pid_tids() - self.filters.pids
             self._add_tids(new)
-            self.filters.tids |= new
+            self.filters.pids |= new
         if self.filters.cgroups_active:
             self._prime()
 

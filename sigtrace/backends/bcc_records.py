@@ -15,7 +15,6 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sigtrace import signals, wire
@@ -29,6 +28,7 @@ from sigtrace.backends.proctask import (
     si_pid_seen_by,
     unknown_task,
 )
+from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
 
 # Flags of bcc_program.c (BT_F_*): four mean what wire.F_* do, the rest are its own.
@@ -93,30 +93,6 @@ class KTask(NamedTuple):
 def _ktask(v: tuple, i: int) -> KTask:
     """The task whose fields start at v[i] (its _pad skipped)."""
     return KTask(v[i], v[i + 1], v[i + 2], v[i + 3], wire.comm_text(v[i + 5]))
-
-
-@dataclass
-class Filters:
-    """The user-space half of the filters: cgroups (and pids, with --pid's threads)."""
-
-    tids: set[int] = field(default_factory=set)  # --pid's processes and their threads
-    cgroups_active: bool = False
-    cgroup_ids: set[int] = field(default_factory=set)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.tids) or self.cgroups_active
-
-    def matches(self, task: wire.Task) -> bool:
-        """task_matches() of the CO-RE program: every active filter must pass."""
-        if self.tids and task.pid not in self.tids and task.tid not in self.tids:
-            return False
-        if self.cgroups_active:
-            ids = self.cgroup_ids
-            return bool(task.cgroup_id and task.cgroup_id in ids) or bool(
-                task.cgroup_v1_id and task.cgroup_v1_id in ids
-            )
-        return True
 
 
 class PendingExit(NamedTuple):
@@ -403,7 +379,7 @@ class RecordBuilder:
         ts, _, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags = v[:11]
         sender, _ = self._current(v, 11)
         # A failure is news only for a sender, or a pid it named, that is traced.
-        named = bool(self.filters.tids) and req_pid in self.filters.tids
+        named = bool(self.filters.pids) and req_pid in self.filters.pids
         if count == 0 and self.filters.any and not self.filters.matches(sender) and not named:
             return []
         rec = wire.Syscall(ts, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags, sender)

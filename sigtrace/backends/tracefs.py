@@ -27,7 +27,8 @@ from sigtrace.backends.tracefs_instance import (
     remove_stale,
 )
 from sigtrace.backends.tracefs_parse import parse_line
-from sigtrace.backends.tracefs_records import SYSCALLS, Filters, RecordBuilder
+from sigtrace.backends.tracefs_records import SYSCALLS, RecordBuilder
+from sigtrace.backends.userfilter import Filters
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.errors import BackendError

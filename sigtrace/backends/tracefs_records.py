@@ -10,7 +10,7 @@ handled (`TaskFacts`), so those fields are listed in `derived`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sigtrace import signals, wire
@@ -19,6 +19,7 @@ from sigtrace.backends.group_exits import GroupExits, bounded_set
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by, unknown_task
 from sigtrace.backends.tracefs_parse import signed32
+from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO, is_fanout_request
 
 # syscall name → (wire number, argument names for req_pid, req_tid, flags, siginfo pointer)
@@ -45,28 +46,6 @@ class Call:
     user_siginfo: bool
     count: int = 0  # signals it generated (that passed the kernel's signal filter)
     emitted: int = 0  # ... and that passed the pid/cgroup filters
-
-
-@dataclass
-class Filters:
-    pids: frozenset[int] = frozenset()
-    cgroups_active: bool = False
-    cgroup_ids: set[int] = field(default_factory=set)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.pids) or self.cgroups_active
-
-    def matches(self, task: wire.Task) -> bool:
-        """task_matches() of the kernel side: every active filter must pass."""
-        if self.pids and task.pid not in self.pids and task.tid not in self.pids:
-            return False
-        if self.cgroups_active:
-            ids = self.cgroup_ids
-            return bool(task.cgroup_id in ids and task.cgroup_id) or bool(
-                task.cgroup_v1_id in ids and task.cgroup_v1_id
-            )
-        return True
 
 
 class RecordBuilder:

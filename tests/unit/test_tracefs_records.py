@@ -16,7 +16,8 @@ from sigtrace import wire
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.tracefs_parse import parse_line
-from sigtrace.backends.tracefs_records import Filters, RecordBuilder
+from sigtrace.backends.tracefs_records import RecordBuilder
+from sigtrace.backends.userfilter import Filters
 from sigtrace.correlate import Correlator
 from sigtrace.procfs import Procfs
 
