@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import REPO, delivers, exits, one, signals, sigtrace_cmd, wait_for
+from sigtrace_root_helpers import (
+    REPO,
+    delivers,
+    exits,
+    one,
+    parse_lines,
+    signals,
+    sigtrace_cmd,
+    wait_for,
+)
 
 from sigtrace.backends import registry
 
@@ -325,6 +334,13 @@ def test_group_stop_under_ptrace_is_kept_and_sigcont_resumes(
     a.expect("pong")  # and SIGCONT resumes it
     os.kill(a.pid, signal.SIGSTOP)
     wait_for(lambda: state(a.pid) in ("t", "T"), what="stopped again")
+
+    # The stop is reported from the tracer's own loop, a moment after the kernel stops it.
+    def stop_records() -> int:
+        text = t.out_path.read_text()
+        return len(signals(parse_lines(text[: text.rfind("\n") + 1]), a.pid, None, 19))
+
+    wait_for(lambda: stop_records() >= 2, what="both SIGSTOP signal records written")
     records = t.stop()
     assert proc_field(a.pid, "TracerPid") == "0"
     assert state(a.pid) == "T"  # detached, still stopped by its SIGSTOP, as without us
