@@ -11,8 +11,8 @@ Metrics (each record is counted once, as it is written):
 - `sigtrace_tracing_up`: 1 between the `start` and the `stop` record.
 - the process and platform collectors' `process_*` and `python_info`.
 
-Container labels come from the record's process object (`target` for signals, else `process`,
-`victim`) and its `container`: `container` is its name (else its id's first 12 characters),
+Container labels come from a signal record's process object (`target`, else `process`,
+`victim`) and its `container`, and from a verdict record's own `container`: `container` is its name (else its id's first 12 characters),
 `pod_namespace`/`pod` its `pod.namespace`/`pod.name`; all three are "" for a process outside
 any container.
 
@@ -150,7 +150,8 @@ class Metrics:
                 str(record.get("reason") or ""),
             )
         elif kind == "verdict":
-            key = self._bounded(_container_key(_subject(record)))
+            # a verdict names its container at top level (its pid1 object carries none)
+            key = self._bounded(_container_key(record))
             self._inc(self.verdicts, key, str(record.get("verdict") or ""))
         elif kind == "lost":
             count = record.get("count")

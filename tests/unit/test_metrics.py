@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import http.client
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sigtrace.errors import UsageError
 from sigtrace.metrics import Metrics, MetricsServer, parse_listen, serve
+from sigtrace.stories import StoryTracker
+
+DATA = Path(__file__).parents[1] / "data"
 
 T = "2024-05-01T10:00:00.000000000Z"
 
@@ -41,6 +46,12 @@ def signal_rec(target: dict, sig: str = "SIGTERM", outcome: str = "ignored", rea
 
 def rec(kind: str, **fields: object) -> dict:
     return {"schema": "sigtrace.v1", "type": kind, "time": T, **fields}
+
+
+def verdict_rec(pid1: dict, verdict: str = "ignored_by_pid1") -> dict:
+    """The shape StoryTracker writes: the container at top level, a pid1 without one."""
+    slim = {k: pid1[k] for k in ("pid", "comm")}
+    return rec("verdict", verdict=verdict, container=pid1["container"], pid1=slim)
 
 
 class State:
@@ -97,7 +108,7 @@ def test_counts_by_outcome_container_and_pod(served) -> None:
     m.observe(signal_rec(web, reason="pid1_no_handler"))
     m.observe(signal_rec(web, sig="SIGKILL", outcome="delivered"))
     m.observe(signal_rec(proc(200), sig="SIGHUP", outcome="delivered"))  # the host
-    m.observe(rec("verdict", verdict="ignored_by_pid1", target=web))
+    m.observe(verdict_rec(web))
     m.observe(rec("lost", count=7))
     m.observe(rec("lost", count=5))
     s = scrape(srv)
@@ -162,7 +173,7 @@ def test_idle_label_sets_are_evicted_before_collapsing() -> None:
     m.observe(signal_rec(proc(1, "old", "ns", "p-old")))
     now[0] = 30
     m.observe(signal_rec(proc(2, "recent", "ns", "p-recent")))
-    m.observe(rec("verdict", verdict="ignored_by_pid1", target=proc(2, "recent", "ns", "p-recent")))
+    m.observe(verdict_rec(proc(2, "recent", "ns", "p-recent")))
     now[0] = 61  # "old" idle for 61 s, "recent" for 31 s
     m.observe(signal_rec(proc(3, "new", "ns", "p-new")))
     now[0] = 62  # full again, nothing idle: collapses
@@ -270,3 +281,23 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_listen(text)
+
+
+def test_a_recorded_stop_and_its_verdict_count_under_the_container() -> None:
+    """A real `docker stop` stream (tests/data/stories) and the verdict StoryTracker tells of
+    it: the signals and the verdict are counted under the container's name."""
+    stream = [
+        json.loads(line) for line in (DATA / "stories" / "shellform.jsonl").read_text().splitlines()
+    ]
+    tracker = StoryTracker()
+    records = [out for r in stream for out in (r, *tracker.feed(r))] + tracker.flush()
+    m = Metrics()
+    for r in records:
+        m.observe(r)
+    s = parse(m.exposition().decode())
+    (v,) = [r for r in records if r["type"] == "verdict"]
+    name = v["container"]["name"]
+    assert name and name.startswith("st-rec-shellform")
+    assert value(s, "sigtrace_verdicts_total", verdict="ignored_by_pid1", **C(name)) == 1
+    term = {"signal": "SIGTERM", "outcome": "ignored", "reason": "pid1_no_handler"}
+    assert value(s, "sigtrace_signals_total", **term, **C(name)) == 1
