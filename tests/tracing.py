@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 10.0
@@ -26,6 +30,7 @@ STOP_TIMEOUT_S = 5.0
 LINE_TIMEOUT_S = 10.0
 
 Record = dict[str, Any]
+Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 def sigtrace_cmd(*args: str) -> list[str]:
@@ -44,10 +49,16 @@ def parse_lines(text: str) -> list[Record]:
 
 
 class Tracer:
-    """A running `sigtrace --format jsonl`, writing to a file."""
+    """A running `sigtrace --format jsonl` (or `sigtrace daemon`: command=["daemon"]),
+    writing to a file."""
 
     def __init__(
-        self, args: list[str], out_path: Path, err_path: Path, env: dict[str, str] | None = None
+        self,
+        args: list[str],
+        out_path: Path,
+        err_path: Path,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("--format", "jsonl"),
     ) -> None:
         self.args = args
         self.out_path = out_path
@@ -55,7 +66,7 @@ class Tracer:
         self._out = open(out_path, "wb")  # noqa: SIM115 - closed in close()
         self._err = open(err_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            sigtrace_cmd("--format", "jsonl", *args),
+            sigtrace_cmd(*command, *args),
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._err,
@@ -174,3 +185,27 @@ def wait_for(cond: Callable[[], bool], timeout: float = LINE_TIMEOUT_S, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or cond}")
         time.sleep(0.02)
+
+
+# --- the daemon's metrics ---------------------------------------------------------------------
+
+
+def scrape_metrics(daemon_log: str) -> Samples:
+    """`sigtrace daemon --metrics`: its /metrics (URL from its log) as {name: [(labels, value)]}."""
+    m = re.search(r"metrics on (http://\S+)/metrics", daemon_log)
+    assert m, daemon_log
+    with urllib.request.urlopen(m.group(1) + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples.setdefault(s.name, []).append((s.labels, s.value))
+    return samples
+
+
+def by_labels(samples: list[tuple[dict[str, str], float]], *keys: str) -> Counter[tuple[str, ...]]:
+    """Sample values summed by the given labels; zeros dropped."""
+    out: Counter[tuple[str, ...]] = Counter()
+    for labels, value in samples:
+        out[tuple(labels[k] for k in keys)] += int(value)
+    return +out  # drop zeros

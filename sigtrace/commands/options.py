@@ -3,6 +3,7 @@ they build."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import click
@@ -61,6 +62,16 @@ def trace_options(fn: Callable) -> Callable:
             show_default=True,
             help="How to trace; auto picks one and says why.",
         ),
+        click.option(
+            "--buffer-size",
+            envvar="SIGTRACE_BUFFER_SIZE",
+            default="4M",
+            show_default=True,
+            metavar="SIZE",
+            help="Kernel buffer for records (bytes, or with K/M): the BPF ring buffer, "
+            "rounded up to a power of two pages; tracefs splits it per CPU. Records that "
+            "find it full are counted as lost.",
+        ),
         click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log."),
         click.option(
             "--proc-root",
@@ -91,6 +102,7 @@ def make_config(
     containers: tuple[str, ...] = (),
     pods: tuple[str, ...] = (),
     wait: bool = False,
+    buffer_size: str = "4M",
 ) -> TraceConfig:
     for p in pids:
         if p <= 0:
@@ -104,4 +116,21 @@ def make_config(
         containers=tuple(containers),
         pods=tuple(pods),
         wait=wait,
+        ringbuf_bytes=parse_size(buffer_size),
     )
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+MIN_BUFFER = 4096
+MAX_BUFFER = 1 << 30  # the ring buffer's map size is a u32 of bytes, and a power of two
+
+
+def parse_size(text: str) -> int:
+    """`4M`, `64K`, `65536`, `1MiB` -> bytes; a UsageError for anything else."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:I?B)?\s*", text.upper())
+    if m is None:
+        raise UsageError(f"--buffer-size: {text!r} is not a size like 4M, 512K or 65536")
+    size = int(m.group(1)) * _UNITS[m.group(2)]
+    if not MIN_BUFFER <= size <= MAX_BUFFER:
+        raise UsageError(f"--buffer-size: {text!r} is outside 4K..1G")
+    return size

@@ -87,6 +87,32 @@ def tracer(tmp_path: Path) -> Iterator[StartTracer]:
         t.close()
 
 
+FLOOD = """
+import os, sys, time
+pid, sig, end = int(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+os.write(1, b"go\\n")
+while time.monotonic() < end:
+    os.kill(pid, sig)
+"""
+
+
+@contextlib.contextmanager
+def flood(pid: int, sig: int, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that sends `sig` to `pid` as fast as it can for `seconds`; killed on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOD, str(pid), str(int(sig)), str(seconds)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
 # --- the workload ---------------------------------------------------------------------------
 
 AGENT = r"""

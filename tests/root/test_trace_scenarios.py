@@ -10,7 +10,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import NOBODY, delivers, exits, one, signals
+from sigtrace_root_helpers import NOBODY, delivers, exits, flood, one, signals
 
 if TYPE_CHECKING:
     from sigtrace_root_helpers import Agent, Record, StartTracer
@@ -421,27 +420,10 @@ def test_pid_filter_keeps_other_processes_kill_calls_out_of_the_kernel_buffer(
     assert raw_kinds(raw) == [], "records about processes outside --pid reached user space"
 
 
-FLOOD = """
-import os, sys, time
-pid, sig, end = int(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-os.write(1, b"go\\n")
-while time.monotonic() < end:
-    os.kill(pid, sig)
-"""
-
-
 def test_sigterm_ends_the_tracer_during_a_signal_flood(tracer: StartTracer, agents: Agents) -> None:
     target = agents("USR1=ignore")
     t = tracer(signals=["USR1"], pids=[target.pid])
-    flood = subprocess.Popen(
-        [sys.executable, "-c", FLOOD, str(target.pid), str(signal.SIGUSR1.value), "8"],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert flood.stdout is not None and flood.stdout.readline() == b"go\n"
+    with flood(target.pid, signal.SIGUSR1, seconds=8):
         time.sleep(0.5)  # the flood under way
         records = t.stop()  # within 5 s, though the flood goes on for 8
         assert signals(records, target_pid=target.pid)
-    finally:
-        flood.kill()
-        flood.wait()
