@@ -34,7 +34,7 @@ class KernelFeatureError(SigtraceError):
 
 
 class LibraryError(SigtraceError):
-    """A system library the backend needs is missing (libbpf, BCC)."""
+    """A system library or package the backend needs is missing (libbpf, BCC, headers)."""
 
     code = 5
 

@@ -110,6 +110,7 @@ _PROBE_ERRORS: dict[str, type[SigtraceError]] = {
     "privileges": PrivilegeError,
     "libbpf": LibraryError,
     "bcc": LibraryError,
+    "headers": LibraryError,  # a package to install (linux-headers-*), as BCC itself is
 }
 
 

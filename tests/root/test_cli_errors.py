@@ -84,6 +84,12 @@ def test_missing_libbpf_is_a_library_error() -> None:
     assert_one_line_error(r, 5, "libbpf")
 
 
+def test_missing_kernel_headers_for_bcc_is_a_missing_package() -> None:
+    # BCC_KERNEL_SOURCE is BCC's own setting: pointed at nothing, BCC has no headers to use.
+    r = run("--backend", "bcc", "--duration", "1", env={"BCC_KERNEL_SOURCE": "/nonexistent"})
+    assert_one_line_error(r, 5, "BCC_KERNEL_SOURCE=/nonexistent has no include/linux/kconfig.h")
+
+
 def test_doctor_names_the_core_backend() -> None:
     r = run("doctor")
     assert r.returncode == 0, r.stderr
