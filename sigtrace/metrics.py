@@ -12,9 +12,9 @@ Metrics (each record is counted once, as it is written):
 - the process and platform collectors' `process_*` and `python_info`.
 
 Container labels come from a signal record's process object (`target`, else `process`,
-`victim`) and its `container`, and from a verdict record's own `container`: `container` is its name (else its id's first 12 characters),
-`pod_namespace`/`pod` its `pod.namespace`/`pod.name`; all three are "" for a process outside
-any container.
+`victim`) and its `container`, and from a verdict record's own `container`: `container` is
+its name (else its id's first 12 characters), `pod_namespace`/`pod` its
+`pod.namespace`/`pod.name`; all three are "" for a process outside any container.
 
 Label cardinality is bounded: at most `max_containers` distinct (container, pod_namespace, pod)
 label sets (default 500; the host's empty set is not counted). When a new one arrives and the
