@@ -24,6 +24,9 @@ const volatile bool filter_cgroups = false;
 /* x86-64: one raw tracepoint pair for the kill family (detaches in microseconds; the twelve
  * syscalls:* perf tracepoints take ~45 ms each to detach). Numbers come from user space. */
 const volatile bool raw_syscalls = false;
+/* --no-syscalls (x86-64): no syscall hooks, which tax every syscall on the host; a kill-family
+ * call is read from the sender's registers when its signal is generated instead. */
+const volatile bool regs_syscalls = false;
 const volatile long nr_kill = -1;
 const volatile long nr_tkill = -1;
 const volatile long nr_tgkill = -1;
@@ -275,6 +278,40 @@ static __always_inline void track(u32 tgid, u64 bits)
 	bpf_map_update_elem(&tracked, &tgid, &bits, BPF_ANY);
 }
 
+/* A kill-family call from its registers at entry: the syscall ABI's argument registers. */
+static __always_inline bool call_from_regs(struct pt_regs___x86 *r, long id, struct inflight *c)
+{
+	long a0 = BPF_CORE_READ(r, di), a1 = BPF_CORE_READ(r, si), a2 = BPF_CORE_READ(r, dx);
+
+	c->req_pid = (s32)a0;
+	if (id == nr_kill) {
+		c->nr = ST_SYS_KILL;
+		c->sig = (s32)a1;
+	} else if (id == nr_tkill) {
+		c->nr = ST_SYS_TKILL;
+		c->sig = (s32)a1;
+		c->req_tid = (s32)a0;
+	} else if (id == nr_tgkill) {
+		c->nr = ST_SYS_TGKILL;
+		c->sig = (s32)a2;
+		c->req_tid = (s32)a1;
+	} else if (id == nr_pidfd_send_signal) {
+		c->nr = ST_SYS_PIDFD_SEND_SIGNAL;
+		c->sig = (s32)a1;
+		c->sys_flags = (u32)BPF_CORE_READ(r, r10);
+	} else if (id == nr_rt_sigqueueinfo) {
+		c->nr = ST_SYS_RT_SIGQUEUEINFO;
+		c->sig = (s32)a1;
+	} else if (id == nr_rt_tgsigqueueinfo) {
+		c->nr = ST_SYS_RT_TGSIGQUEUEINFO;
+		c->sig = (s32)a2;
+		c->req_tid = (s32)a1;
+	} else {
+		return false;
+	}
+	return true;
+}
+
 SEC("tp_btf/signal_generate")
 int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_struct *task,
 	     int group, int result)
@@ -286,10 +323,21 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
 
-	if (call && call->sig == sig)
+	struct inflight from_regs = {};
+
+	if (call && call->sig == sig) {
 		call->count += 1;
-	else
+	} else {
 		call = NULL;
+		/* seq 0: no syscall record will follow (no hooks), nothing to wait for */
+		if (regs_syscalls) {
+			struct pt_regs___x86 *r = (void *)bpf_task_pt_regs(cur);
+
+			if (call_from_regs(r, BPF_CORE_READ(r, orig_ax), &from_regs) &&
+			    from_regs.sig == sig)
+				call = &from_regs;
+		}
+	}
 
 	if (any_filter() && !task_matches(cur) && !task_matches(task))
 		return 0;
@@ -478,23 +526,11 @@ static __always_inline bool signal_syscall(long nr)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id)
 {
-	if (!raw_syscalls || !signal_syscall(id))
-		return 0;
-	struct pt_regs___x86 *r = (void *)regs;
-	long a0 = BPF_CORE_READ(r, di), a1 = BPF_CORE_READ(r, si), a2 = BPF_CORE_READ(r, dx);
+	struct inflight c = {};
 
-	if (id == nr_kill)
-		return syscall_enter(ST_SYS_KILL, (s32)a1, (s32)a0, 0, 0);
-	if (id == nr_tkill)
-		return syscall_enter(ST_SYS_TKILL, (s32)a1, (s32)a0, (s32)a0, 0);
-	if (id == nr_tgkill)
-		return syscall_enter(ST_SYS_TGKILL, (s32)a2, (s32)a0, (s32)a1, 0);
-	if (id == nr_pidfd_send_signal)
-		return syscall_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)a1, (s32)a0, 0,
-				     (u32)BPF_CORE_READ(r, r10));
-	if (id == nr_rt_sigqueueinfo)
-		return syscall_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)a1, (s32)a0, 0, 0);
-	return syscall_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)a2, (s32)a0, (s32)a1, 0);
+	if (!raw_syscalls || !call_from_regs((void *)regs, id, &c))
+		return 0;
+	return syscall_enter(c.nr, c.sig, c.req_pid, c.req_tid, c.sys_flags);
 }
 
 SEC("tp_btf/sys_exit")

@@ -78,10 +78,15 @@ class Correlator:
     def feed(self, rec: wire.Record) -> list[Out]:
         """Output records now ready, in time order."""
         if isinstance(rec, wire.Generate):
-            if rec.flags & wire.F_FANOUT:  # its count comes with the syscall's own record
-                self._waiting.setdefault(rec.syscall_seq, []).append(rec)
-                return []
-            out = self._signal(rec, None)
+            if rec.flags & wire.F_FANOUT:
+                if rec.syscall_seq:  # its count comes with the syscall's own record
+                    self._waiting.setdefault(rec.syscall_seq, []).append(rec)
+                    return []
+                # read from registers (--no-syscalls): no record of the call will follow
+                fan = {"id": None, "count": None, "requested": rec.req_pid}
+                out = self._signal(rec, fan)
+            else:
+                out = self._signal(rec, None)
         elif isinstance(rec, wire.Syscall):
             for ts, o in self._syscall(rec):
                 self._hold_back(ts, o)

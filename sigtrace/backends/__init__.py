@@ -106,6 +106,15 @@ def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
 
 
 # A failed probe's name decides the exit code; its wording does not.
+# The start record's `cannot_see` under --no-syscalls.
+NO_SYSCALLS = (
+    "failed kill() calls (EPERM, ESRCH) and fan-out counts (--no-syscalls; the call of each "
+    "signal is read from its sender's registers)"
+)
+NO_SYSCALLS_NO_REGS = (
+    "kill-family syscalls (--no-syscalls): no syscall names, fan-out counts or failed calls"
+)
+
 _PROBE_ERRORS: dict[str, type[SigtraceError]] = {
     "privileges": PrivilegeError,
     "libbpf": LibraryError,

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from sigtrace import features, ringbuf, signals, wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
 from sigtrace.backends.bcc_records import SIZE_DEFINES, RecordBuilder
 from sigtrace.backends.procevents import ProcEvents
 from sigtrace.backends.proctask import TaskFacts
@@ -379,7 +379,9 @@ class BccBackend(Backend):
         }
         d.update({k: str(v) for k, v in SIZE_DEFINES.items()})
         missing = []
-        for name in SYSCALLS:
+        if not cfg.syscalls:
+            self._missing.append(NO_SYSCALLS_NO_REGS)
+        for name in SYSCALLS if cfg.syscalls else ():
             enter = format_fields(root, "syscalls", f"sys_enter_{name}")
             if enter is None or format_fields(root, "syscalls", f"sys_exit_{name}") is None:
                 missing.append(name)

@@ -11,7 +11,7 @@ import os
 import struct
 
 from sigtrace import features, ringbuf, signals, syscalls, wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import NO_SYSCALLS, NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
 from sigtrace.config import TraceConfig
 from sigtrace.errors import BackendError
 from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
@@ -84,11 +84,13 @@ class CoreBackend(Backend):
     def _configure(self, lib: Libbpf, obj: BpfObject) -> None:
         cfg = self.config
         numbers = syscalls.table()
+        hooks = cfg.syscalls
         settings = {
             "sig_mask": signals.mask_of(cfg.signals),
             "filter_pids": int(bool(cfg.pids)),
             "filter_cgroups": int(cfg.filters_cgroups),
-            "raw_syscalls": int(numbers is not None),
+            "raw_syscalls": int(hooks and numbers is not None),
+            "regs_syscalls": int(not hooks and numbers is not None),
         }
         for name, nr in (numbers or {}).items():
             settings[f"nr_{name}"] = nr
@@ -97,12 +99,13 @@ class CoreBackend(Backend):
         # tracefs, not the kernel's BTF: parsing that again costs ~7 ms at every start.
         has_oom = features.tracepoint("oom", "mark_victim", cfg.sys_root).ok
         classic_ok = (
-            numbers is None
+            hooks
+            and numbers is None
             and features.tracepoint("syscalls", "sys_enter_kill", cfg.sys_root, mount=True).ok
         )
         for name, prog in obj.programs():
             if name.startswith("raw_sys_"):
-                if numbers is None:
+                if not settings["raw_syscalls"]:
                     obj.disable(prog)
             elif name.startswith(("enter_", "exit_")):
                 if not classic_ok:
@@ -110,7 +113,9 @@ class CoreBackend(Backend):
             elif name == "handle_oom" and not has_oom:
                 obj.disable(prog)
                 self._missing.append("OOM victims (no oom:mark_victim)")
-        if numbers is None and not classic_ok:
+        if not hooks:
+            self._missing.append(NO_SYSCALLS if numbers is not None else NO_SYSCALLS_NO_REGS)
+        elif numbers is None and not classic_ok:
             self._missing.append(
                 "kill-family syscalls (no syscall tracepoints): no fan-out counts, "
                 "no EPERM/ESRCH failures"

@@ -16,7 +16,7 @@ import select
 import time
 
 from sigtrace import features, wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
 from sigtrace.backends.procevents import ProcEvents
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.tracefs_instance import (
@@ -175,7 +175,9 @@ class TracefsBackend(Backend):
         inst.enable("signal/signal_generate", filters["signal/signal_generate"])
         inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
         syscalls_missing = []
-        for name in SYSCALLS:
+        if not cfg.syscalls:
+            self._missing.append(NO_SYSCALLS_NO_REGS)
+        for name in SYSCALLS if cfg.syscalls else ():
             if not inst.has_event(f"syscalls/sys_enter_{name}"):
                 syscalls_missing.append(name)
                 continue

@@ -54,7 +54,8 @@ def daemon(
     from sigtrace.output.reopen import ReopeningFile
     from sigtrace.runner import build_session
 
-    config = make_config(**opts)  # type: ignore[arg-type]
+    # On every node, all the time: no syscall hook by default (see --syscalls).
+    config = make_config(**opts, default_syscalls=False)  # type: ignore[arg-type]
     node = node_name or socket.gethostname()
     stream = ReopeningFile(output) if output else sys.stdout
     session = build_session(

@@ -72,6 +72,13 @@ def trace_options(fn: Callable) -> Callable:
             "rounded up to a power of two pages; tracefs splits it per CPU. Records that "
             "find it full are counted as lost.",
         ),
+        click.option(
+            "--syscalls/--no-syscalls",
+            default=None,
+            help="Hook the kill-family syscalls: adds failed kill() calls (EPERM, ESRCH) and "
+            "fan-out counts, at a cost to every syscall on the host while tracing "
+            "[default: on for `sigtrace`, off for `sigtrace daemon`].",
+        ),
         click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log."),
         click.option(
             "--proc-root",
@@ -103,6 +110,8 @@ def make_config(
     pods: tuple[str, ...] = (),
     wait: bool = False,
     buffer_size: str = "4M",
+    syscalls: bool | None = None,
+    default_syscalls: bool = True,
 ) -> TraceConfig:
     for p in pids:
         if p <= 0:
@@ -117,6 +126,7 @@ def make_config(
         pods=tuple(pods),
         wait=wait,
         ringbuf_bytes=parse_size(buffer_size),
+        syscalls=default_syscalls if syscalls is None else syscalls,
     )
 
 

@@ -61,7 +61,10 @@ class TextWriter:
         if kind == "signal":
             oc = rec["outcome"] + (f" ({rec['reason']})" if rec.get("reason") else "")
             fan = rec.get("fanout")
-            extra = f" fanout {fan['count']} of {fan['requested']}" if fan else ""
+            extra = ""
+            if fan:
+                extra = f" fanout {fan['count'] if fan['count'] is not None else '?'} of "
+                extra += str(fan["requested"])
             return (
                 f"{t} {rec['signal']:<9} {_proc(rec['sender'])} -> {_proc(rec['target'])} "
                 f"{self._paint(rec['outcome'], oc)} [{rec['scope']}]{extra}"

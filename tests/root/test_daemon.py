@@ -77,7 +77,7 @@ def test_metrics_agree_with_the_records_of_the_same_run(
     gone.wait()
     pids = [p.pid for p in (handled, ignoring, sender, init)]
     d = daemon(
-        "--signal", "USR2,KILL", "--metrics", "127.0.0.1:0",
+        "--signal", "USR2,KILL", "--metrics", "127.0.0.1:0", "--syscalls",  # the failed kill
         *[a for p in pids for a in ("--pid", str(p))],
     )  # fmt: skip
 

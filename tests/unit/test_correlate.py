@@ -84,6 +84,19 @@ def test_fanout_waits_for_its_syscall_and_counts() -> None:
     assert {o["syscall"] for o in out} == {"kill"}
 
 
+def test_fanout_read_from_registers_goes_out_at_once_without_a_count() -> None:
+    """--no-syscalls: the call was read from the sender's registers (seq 0); no syscall
+    record will come, so nothing waits and the count is unknown, not invented."""
+    g = gen(1, 21, req=-21)
+    g = g._replace(flags=wire.F_SYSCALL | wire.F_FANOUT, sys_nr=wire.SYS_KILL, req_pid=-21)
+    c = corr()
+    (out,) = c.feed(g)
+    assert out["fanout"] == {"id": None, "count": None, "requested": -21}
+    assert (out["scope"], out["syscall"]) == ("pgrp", "kill")
+    assert c.feed(gen(2, 22)) != []  # nothing held back behind it
+    assert c.flush() == []
+
+
 def test_single_target_goes_out_at_once_without_fanout() -> None:
     (out,) = corr().feed(gen(1, 21, seq=8))
     assert (out["fanout"], out["scope"], out["syscall"]) == (None, "process", "kill")
