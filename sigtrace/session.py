@@ -21,6 +21,8 @@ from sigtrace.rawlog import RawWriter
 from sigtrace.timefmt import Clock
 
 POLL_MS = 100
+# A flood overruns the buffer on every poll: one `lost` record a second says it, not thousands.
+LOST_EVERY_NS = 1_000_000_000
 
 
 class Session:
@@ -47,6 +49,7 @@ class Session:
         self.stopping = False
         self.live = False
         self.lost_reported = 0
+        self._lost_at = -LOST_EVERY_NS
         self.on_ready = on_ready
         self._deferred: list[Callable[[], None]] = []
         # (interval s, fn): housekeeping run from the loop, e.g. following containers
@@ -81,11 +84,15 @@ class Session:
         if isinstance(rec, wire.Exit):
             self.describer.forget(rec.task.pid)
 
-    def _check_lost(self) -> None:
+    def _check_lost(self, final: bool = False) -> None:
+        now = time.monotonic_ns()
+        if not final and now - self._lost_at < LOST_EVERY_NS:
+            return
         total = self.backend.lost_total()
         if total > self.lost_reported:
-            self._out(self.correlator.lost(total - self.lost_reported, time.monotonic_ns()))
+            self._out(self.correlator.lost(total - self.lost_reported, now))
             self.lost_reported = total
+            self._lost_at = now
 
     def _start_record(self) -> dict:
         cfg = self.backend.config
@@ -152,7 +159,7 @@ class Session:
             drain(self._emit)
         for out in self.correlator.flush(None):
             self._out(out)
-        self._check_lost()
+        self._check_lost(final=True)
         for fn in self.on_finish:
             fn()
         self._out(
