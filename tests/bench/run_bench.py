@@ -1,8 +1,25 @@
 #!/usr/bin/env python3
-"""sigtrace benchmark: one table comparing sigtrace with sigsnoop, bpftrace and BCC.
+"""sigtrace benchmark: one table, a row per sigtrace backend beside sigsnoop, bpftrace and BCC.
 
 Not a test (pytest does not collect it); run as root: .venv/bin/python tests/bench/run_bench.py
-[--quick] [--json FILE]. Informational: exit code 0 whether targets are met or not.
+[--quick] [--only ROW]... [--json FILE]. Informational: exit code 0 whether targets are met
+or not. Every process it starts ends with it; `--quick` takes one to two minutes.
+
+Rows, all measured in the same run, each as a ratio against the first:
+  sigtrace                   --backend core (CO-RE BPF, what auto picks here): the reference,
+                             with the targets it has to meet.
+  sigtrace --backend bcc     its BCC program (compiled at every start) and /proc lookups.
+  sigtrace --backend tracefs a private ftrace instance, its text trace_pipe parsed in Python;
+                             the bench checks that no instance is left behind.
+  sigtrace --backend ptrace  attaches to given processes only (--pid): the storm is started
+                             first, waiting on stdin (storm.c -w), the tracer attached to it,
+                             then the storm let go. Every signal stops the storm until sigtrace
+                             has handled it: that is its cost, and it cannot lose records (its
+                             lost columns are n/a). It sees only the storm, the rest the host.
+  sigsnoop, bpftrace, BCC    the anchors: tools that report signals, and their cost.
+`--only` selects rows by key (sigtrace, sigtrace-bcc, sigtrace-tracefs, sigtrace-ptrace,
+sigsnoop, bpftrace, bcc); the sigtrace row is always kept. A cell a tracer cannot fill says
+"n/a" with a numbered footnote, as do numbers that mean something else for one tracer.
 
 What each column measures:
   time to tracing  exec of the tracer -> its "live" line on a stdout pipe (sigtrace: the
@@ -12,26 +29,35 @@ What each column measures:
                    of its runs here (the --signal all storms dominate).
   storm            tests/bench/storm.c (built with gcc at run time) sends itself SIGUSR1 in
                    a loop and counts kills/s, with each tracer attached with its default
-                   filters (sigtrace: TERM KILL INT QUIT HUP, so USR1 is filtered out in the
-                   kernel; bpftrace/BCC: the same five in a predicate; sigsnoop: -s 15, the
-                   most it can filter). Every traced storm sits between two untraced ones and
-                   is compared with their mean (the untraced rate drifts by tens of percent
-                   within seconds here); median over rounds. Storm on CPU 0, tracer on CPU 1.
+                   filters (sigtrace: TERM KILL INT QUIT HUP, so USR1 is filtered out: in the
+                   kernel by core and bcc; tracefs filters the signal events in the kernel
+                   but reads every kill()'s sys_exit_kill line and drops it in user space;
+                   ptrace stops the storm at every signal and drops USR1 after;
+                   bpftrace/BCC: the same five in a predicate; sigsnoop: -s 15, the most it
+                   can filter). Every traced storm sits between two untraced ones and is
+                   compared with their mean (the untraced rate drifts by tens of percent
+                   within seconds here); median over rounds, and what the tracer reported
+                   lost meanwhile. Storm on CPU 0, tracer on CPU 1.
   all signals      every signal traced into a file on tmpfs while the storm runs flat out:
                    records written / (storm start -> tracer done writing, i.e. its CPU time
                    stops growing), and what it reported lost. Also the storm's own kills/s,
                    which shows how much each tracer slows the traced process.
   paced            the same with the storm paced to --paced-rate kills/s (default 75k: two
-                   sigtrace records each, so the 150k records/s target is what is offered).
+                   sigtrace records each, so the 150k records/s target is what is offered);
+                   a tracer that slows the storm below the pace (ptrace) says so. The
+                   no-tracer row gives the untraced paced storm, run just before and after
+                   the paced runs: whether the machine kept the pace at all meanwhile.
 A sigtrace record is a JSONL line: 2 per kill (the signal, naming its kill() call, and the
-delivery). The anchors write one line per generated signal.
+delivery), whichever the backend. The anchors write one line per generated signal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -63,6 +89,7 @@ class Procs:
 
     def __init__(self, cwd: Path) -> None:
         self.live: dict[int, subprocess.Popen[bytes]] = {}
+        self.started: set[int] = set()  # every pid it ever started
         self.cwd = cwd
 
     def spawn(
@@ -71,6 +98,7 @@ class Procs:
         *,
         cpu: int | None = None,
         env: dict[str, str] | None = None,
+        stdin: int | IO[bytes] | None = subprocess.DEVNULL,
         stdout: int | IO[bytes] | None = subprocess.DEVNULL,
         stderr: int | IO[bytes] | None = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
@@ -80,7 +108,7 @@ class Procs:
 
         p = subprocess.Popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             env={**os.environ, **(env or {})},
@@ -89,6 +117,7 @@ class Procs:
             preexec_fn=pin if cpu is not None else None,
         )
         self.live[p.pid] = p
+        self.started.add(p.pid)
         return p
 
     def reap(self, p: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
@@ -135,9 +164,10 @@ class Procs:
             except ChildProcessError:
                 self.live.pop(p.pid, None)
         for p in list(self.live.values()):
-            for f in (p.stdout, p.stderr):
+            for f in (p.stdin, p.stdout, p.stderr):
                 if f is not None:
-                    f.close()
+                    with contextlib.suppress(OSError):
+                        f.close()
 
 
 @dataclass
@@ -162,12 +192,17 @@ class ThroughputRun:
 @dataclass
 class Row:
     name: str
+    key: str = ""
     error: str = ""
+    records_per_kill: int = 1
+    na: dict[str, str] = field(default_factory=dict)  # column -> why it is n/a
+    notes: dict[str, str] = field(default_factory=dict)  # column -> what its number means
     ready_s: list[float] = field(default_factory=list)
     exit_s: list[float] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
     storm: list[float] = field(default_factory=list)
     storm_ratio: list[float] = field(default_factory=list)  # each against its neighbours
+    storm_lost: list[int] = field(default_factory=list)  # what it reported lost meanwhile
     all_runs: list[ThroughputRun] = field(default_factory=list)
     paced_runs: list[ThroughputRun] = field(default_factory=list)
 
@@ -186,6 +221,7 @@ class Bench:
         self.storm_bin = tmp / "storm"
         self.untraced: list[float] = []
         self.untraced_all: list[StormRun] = []
+        self.untraced_paced: list[StormRun] = []  # can this machine keep the pace at all?
 
     def log(self, msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
@@ -198,72 +234,115 @@ class Bench:
             check=True,
         )
 
-    def storm(self, seconds: float, rate: float = 0) -> StormRun:
-        p = self.procs.spawn(
-            [str(self.storm_bin), str(seconds), str(rate)],
+    def spawn_storm(self, seconds: float, rate: float = 0) -> subprocess.Popen[bytes]:
+        """A storm waiting for its go (storm.c -w): its pid is known before it sends a
+        signal, so that a tracer that needs it (ptrace's --pid) can attach first."""
+        return self.procs.spawn(
+            [str(self.storm_bin), "-w", str(seconds), str(rate)],
             cpu=self.storm_cpu,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert p.stdout is not None
-        out = p.stdout.read()
+
+    def run_storm(self, p: subprocess.Popen[bytes], seconds: float) -> StormRun:
+        """Let a waiting storm go; its result once it is done."""
+        assert p.stdin is not None and p.stdout is not None
+        p.stdin.write(b"g")
+        p.stdin.close()
+        fd = p.stdout.fileno()
+        out = b""
+        deadline = time.monotonic() + seconds + 60  # a tracer may hold it stopped
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                out += chunk
         p.stdout.close()
-        self.procs.reap(p, seconds + 30)
+        code, _ = self.procs.reap(p, 5)
+        if code != 0 or not out:
+            raise TracerFailed(f"storm exited {code} after {seconds} s: {out[-200:]!r}")
         d = json.loads(out)
         return StormRun(d["kills"], d["seconds"], d["rate"])
+
+    def drop_storm(self, p: subprocess.Popen[bytes]) -> None:
+        """End a storm that never got its go (EOF on stdin: it exits without sending)."""
+        if p.pid not in self.procs.live:
+            return
+        for f in (p.stdin, p.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        self.procs.reap(p, 5)
+
+    def storm(self, seconds: float, rate: float = 0) -> StormRun:
+        p = self.spawn_storm(seconds, rate)
+        try:
+            return self.run_storm(p, seconds)
+        finally:
+            self.drop_storm(p)
 
     # -- time to tracing ----------------------------------------------------------------
 
     def time_to_tracing(self, t: Tracer, row: Row) -> None:
         for _ in range(self.opts.ready_reps):
-            err = self.tmp / "ready.err"
-            with open(err, "wb") as ef:
-                t0 = time.monotonic()
-                p = self.procs.spawn(
-                    t.command("ready"), env=t.env, stdout=subprocess.PIPE, stderr=ef
-                )
-                assert p.stdout is not None
-                fd = p.stdout.fileno()
-                buf = b""
-                ready: float | None = None
-                while ready is None and time.monotonic() - t0 < 60:
-                    if select.select([fd], [], [], 0.5)[0]:
-                        chunk = os.read(fd, 1 << 16)
-                        if not chunk:
-                            break
-                        buf += chunk
-                        if t.marker in buf:
-                            ready = time.monotonic() - t0
-                # Stop it and keep reading, so that it never blocks on a full pipe.
-                t_stop = time.monotonic()
-                self.procs._signal(p, t.stop_signal, group=False)
-                while time.monotonic() - t_stop < 20 and select.select([fd], [], [], 0.5)[0]:
-                    if not os.read(fd, 1 << 16):
-                        break
-                p.stdout.close()
-                _, rss = self.procs.reap(p, 20)
-                row.exit_s.append(time.monotonic() - t_stop)
-            if ready is None:
-                raise TracerFailed(f"never said it was live: {err.read_bytes()[-300:]!r}")
+            # ptrace needs a process to attach to: an idle storm that is never let go.
+            target = self.spawn_storm(0.1) if t.needs_target else None
+            try:
+                ready, rss = self._ready_once(t, row, target.pid if target else None)
+            finally:
+                if target is not None:
+                    self.drop_storm(target)
             row.ready_s.append(ready)
             row.note_rss("idle", rss)
+
+    def _ready_once(self, t: Tracer, row: Row, pid: int | None) -> tuple[float, float]:
+        err = self.tmp / "ready.err"
+        with open(err, "wb") as ef:
+            t0 = time.monotonic()
+            p = self.procs.spawn(
+                t.command("ready", pid=pid), env=t.env, stdout=subprocess.PIPE, stderr=ef
+            )
+            assert p.stdout is not None
+            fd = p.stdout.fileno()
+            buf = b""
+            ready: float | None = None
+            while ready is None and time.monotonic() - t0 < 60:
+                if select.select([fd], [], [], 0.5)[0]:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    if t.marker in buf:
+                        ready = time.monotonic() - t0
+            # Stop it and keep reading, so that it never blocks on a full pipe.
+            t_stop = time.monotonic()
+            self.procs._signal(p, t.stop_signal, group=False)
+            while time.monotonic() - t_stop < 20 and select.select([fd], [], [], 0.5)[0]:
+                if not os.read(fd, 1 << 16):
+                    break
+            p.stdout.close()
+            _, rss = self.procs.reap(p, 20)
+            row.exit_s.append(time.monotonic() - t_stop)
+        if ready is None:
+            raise TracerFailed(f"never said it was live: {err.read_bytes()[-300:]!r}")
+        return ready, rss
 
     # -- tracer writing to a file -------------------------------------------------------
 
     def start(
-        self, t: Tracer, mode: str, out: Path, row: Row
+        self, t: Tracer, mode: str, out: Path, row: Row, pid: int | None = None
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start t writing to out; pid: the storm, for a tracer that needs its target."""
         err = self.tmp / f"{mode}.err"
         out.unlink(missing_ok=True)
+        argv = t.command(mode, out, pid)
         with open(err, "wb") as ef:
             if t.uses_output_flag:
-                p = self.procs.spawn(
-                    t.command(mode, out), cpu=self.tracer_cpu, env=t.env, stderr=ef
-                )
+                p = self.procs.spawn(argv, cpu=self.tracer_cpu, env=t.env, stderr=ef)
             else:
                 with open(out, "wb") as of:
-                    p = self.procs.spawn(
-                        t.command(mode, out), cpu=self.tracer_cpu, env=t.env, stdout=of, stderr=ef
-                    )
+                    p = self.procs.spawn(argv, cpu=self.tracer_cpu, env=t.env, stdout=of, stderr=ef)
         t0 = time.monotonic()
         settle = max(row.ready_s, default=3.0) * 1.5 + 0.3
         while True:
@@ -276,6 +355,7 @@ class Bench:
             elif time.monotonic() - t0 >= settle:
                 break
             if time.monotonic() - t0 > 60:
+                self.procs.stop(p, signal.SIGKILL, 5)
                 raise TracerFailed("not live after 60 s")
             time.sleep(0.01)
         return p, err
@@ -293,37 +373,46 @@ class Bench:
         within seconds, so only neighbours compare."""
         out = self.tmp / "default.out"
         before = self.untraced[-1]
-        p, err = self.start(t, "default", out, row)
+        storm = self.spawn_storm(self.opts.storm_seconds)
         try:
-            rate = self.storm(self.opts.storm_seconds).rate
+            p, err = self.start(t, "default", out, row, storm.pid)
+            try:
+                rate = self.run_storm(storm, self.opts.storm_seconds).rate
+            finally:
+                c = self.finish(t, p, err, out, row)
         finally:
-            self.finish(t, p, err, out, row)
+            self.drop_storm(storm)
         after = self.storm(self.opts.storm_seconds).rate
         self.untraced.append(after)
         row.storm.append(rate)
         row.storm_ratio.append(rate / ((before + after) / 2))
+        row.storm_lost.append(c.lost)
 
     def throughput(self, t: Tracer, row: Row, rate: float) -> ThroughputRun:
         out = self.tmp / "all.out"
-        p, err = self.start(t, "all", out, row)
+        storm = self.spawn_storm(self.opts.all_seconds, rate)
         try:
-            t0 = time.monotonic()
-            st = self.storm(self.opts.all_seconds, rate)
-            last_busy = time.monotonic()
-            prev, idle = _cpu_ticks(p.pid), 0
-            # Done when its CPU time stops growing: what the kernel handed over is written.
-            while idle < 3 and time.monotonic() - last_busy < 60:
-                time.sleep(0.1)
-                now = _cpu_ticks(p.pid)
-                if now - prev >= 2:
-                    last_busy, idle = time.monotonic(), 0
-                else:
-                    idle += 1
-                prev = now
-            elapsed = last_busy - t0
+            p, err = self.start(t, "all", out, row, storm.pid)
+            try:
+                t0 = time.monotonic()
+                st = self.run_storm(storm, self.opts.all_seconds)
+                last_busy = time.monotonic()
+                prev, idle = _cpu_ticks(p.pid), 0
+                # Done when its CPU time stops growing: what the kernel handed over is written.
+                while idle < 3 and time.monotonic() - last_busy < 60:
+                    time.sleep(0.1)
+                    now = _cpu_ticks(p.pid)
+                    if now - prev >= 2:
+                        last_busy, idle = time.monotonic(), 0
+                    else:
+                        idle += 1
+                    prev = now
+                elapsed = last_busy - t0
+            finally:
+                c = self.finish(t, p, err, out, row)
+                out.unlink(missing_ok=True)
         finally:
-            c = self.finish(t, p, err, out, row)
-            out.unlink(missing_ok=True)
+            self.drop_storm(storm)
         return ThroughputRun(
             st.kills,
             st.rate,
@@ -372,13 +461,99 @@ def _tp_median(runs: list[ThroughputRun]) -> ThroughputRun | None:
     return sorted(runs, key=lambda r: r.records_per_s)[(len(runs) - 1) // 2]
 
 
-def render(
-    rows: list[Row], untraced: list[float], untraced_all: list[StormRun], opts: argparse.Namespace
-) -> str:
-    base = _med(untraced)
-    ref = rows[0]  # sigtrace
+class _Footnotes:
+    """Numbered footnotes, each text once, in the order the table first cites them."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def cite(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f" [{self.texts.index(text) + 1}]"
+
+    def lines(self) -> list[str]:
+        return [f"[{i}] {t}" for i, t in enumerate(self.texts, 1)]
+
+
+def _row_cells(
+    r: Row,
+    is_ref: bool,
+    ref: Row,
+    ua: float | None,
+    opts: argparse.Namespace,
+    notes: _Footnotes,
+) -> list[str]:
+    """The cells after the name, by column: see render's head."""
     ref_ready = _med(ref.ready_s)
     ref_rss = max(ref.rss_mb.values(), default=None)
+    ref_all = _tp_median(ref.all_runs)
+    ready = _med(r.ready_s)
+    rss = max(r.rss_mb.values(), default=None)
+    st = _med(r.storm)
+    st_ratio = _med(r.storm_ratio)
+    a = _tp_median(r.all_runs)
+    pc = _tp_median(r.paced_runs)
+    c: dict[str, str] = dict.fromkeys(COLUMNS, "-")
+    if ready is not None:
+        if is_ref:
+            c["ready"] = f"{ready:.3f} s {_mark(ready <= TARGET_READY_S)}"
+        else:
+            c["ready"] = f"{ready:.3f} s{_ratio(ready, ref_ready)}"
+    if rss is not None:
+        if is_ref:
+            c["rss"] = f"{rss:.1f} MB {_mark(rss < TARGET_RSS_MB)}"
+        else:
+            c["rss"] = f"{rss:.1f} MB{_ratio(rss, ref_rss)}"
+    if st is not None and st_ratio is not None:
+        mark = f" {_mark(st_ratio >= TARGET_STORM_RATIO)}" if is_ref else ""
+        c["storm"] = f"{_k(st)}/s ({st_ratio:.0%}){mark}"
+        lost = _med(r.storm_lost)
+        if lost:
+            c["storm"] += f"; lost {lost:,.0f}"
+            if "storm_lost" in r.notes:
+                c["storm"] += notes.cite(r.notes["storm_lost"])
+    if a is not None:
+        if is_ref:
+            # Flat out, the storm offers far more than any tracer here can take, so
+            # this is capacity; zero loss at the target rate is the paced column.
+            ok = a.records_per_s >= TARGET_RECORDS_S
+            c["all"] = f"{_k(a.records_per_s)}/s {_mark(ok)}"
+        else:
+            c["all"] = f"{_k(a.records_per_s)}/s" + _ratio(
+                a.records_per_s, ref_all.records_per_s if ref_all else None
+            )
+        c["all_lost"] = f"{a.lost:,}"
+        c["all_storm"] = f"{_k(a.storm_rate)}/s" + (f" ({a.storm_rate / ua:.0%})" if ua else "")
+    if pc is not None:
+        want = r.records_per_kill * pc.kills
+        got = f"{_k(pc.records_per_s)}/s ({pc.records / want:.0%} of {want:,} expected)"
+        if pc.storm_rate < 0.9 * opts.paced_rate:
+            got += f", the storm reached only {_k(pc.storm_rate)} kills/s"
+        if is_ref:
+            got += " " + _mark(pc.lost == 0 and pc.records >= 0.99 * want)
+        c["paced"] = got
+        c["paced_lost"] = f"{pc.lost:,}"
+    for col in COLUMNS:
+        if col in r.na:
+            c[col] = "n/a" + notes.cite(r.na[col])
+        elif col in r.notes and c[col] != "-":
+            c[col] += notes.cite(r.notes[col])
+    return [c[col] for col in COLUMNS]
+
+
+COLUMNS = ("ready", "rss", "storm", "all", "all_lost", "all_storm", "paced", "paced_lost")
+
+
+def render(
+    rows: list[Row],
+    untraced: list[float],
+    untraced_all: list[StormRun],
+    opts: argparse.Namespace,
+    untraced_paced: Sequence[StormRun] = (),
+) -> str:
+    base = _med(untraced)
+    ref = rows[0]  # sigtrace, its default backend
     ref_all = _tp_median(ref.all_runs)
     paced = f"{_k(opts.paced_rate)} kills/s"
     head = [
@@ -394,84 +569,44 @@ def render(
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ua = _med([*untraced, *(r.rate for r in untraced_all)])
+    up = _med([r.rate for r in untraced_paced])
     lines.append(
         "| no tracer | - | - | "
         + (f"{_k(base)}/s (100%)" if base else "-")
         + " | - | - | "
         + (f"{_k(ua)}/s" if ua else "-")
-        + " | - | - |"
+        + " | "
+        + (f"storm {_k(up)} kills/s, before and after" if up else "-")
+        + " | - |"
     )
+    notes = _Footnotes()
     for i, r in enumerate(rows):
-        is_ref = i == 0
         if r.error and not r.ready_s:
             lines.append(f"| {r.name} | n/a: {r.error} |" + " |" * (len(head) - 2))
             continue
-        cells = [r.name]
-        ready = _med(r.ready_s)
-        rss = max(r.rss_mb.values(), default=None)
-        st = _med(r.storm)
-        st_ratio = _med(r.storm_ratio)
-        a = _tp_median(r.all_runs)
-        pc = _tp_median(r.paced_runs)
-        if ready is None:
-            cells.append("-")
-        elif is_ref:
-            cells.append(f"{ready:.3f} s {_mark(ready <= TARGET_READY_S)}")
-        else:
-            cells.append(f"{ready:.3f} s{_ratio(ready, ref_ready)}")
-        if rss is None:
-            cells.append("-")
-        elif is_ref:
-            cells.append(f"{rss:.1f} MB {_mark(rss < TARGET_RSS_MB)}")
-        else:
-            cells.append(f"{rss:.1f} MB{_ratio(rss, ref_rss)}")
-        if st is None or st_ratio is None:
-            cells.append("-")
-        else:
-            mark = f" {_mark(st_ratio >= TARGET_STORM_RATIO)}" if is_ref else ""
-            cells.append(f"{_k(st)}/s ({st_ratio:.0%}){mark}")
-        if a is None:
-            cells += ["-", "-", "-"]
-        else:
-            if is_ref:
-                # Flat out, the storm offers far more than any tracer here can take, so
-                # this is capacity; zero loss at the target rate is the paced column.
-                ok = a.records_per_s >= TARGET_RECORDS_S
-                cells.append(f"{_k(a.records_per_s)}/s {_mark(ok)}")
-            else:
-                cells.append(
-                    f"{_k(a.records_per_s)}/s"
-                    + _ratio(a.records_per_s, ref_all.records_per_s if ref_all else None)
-                )
-            cells.append(f"{a.lost:,}")
-            cells.append(f"{_k(a.storm_rate)}/s" + (f" ({a.storm_rate / ua:.0%})" if ua else ""))
-        if pc is None:
-            cells += ["-", "-"]
-        else:
-            want = (2 if is_ref else 1) * pc.kills
-            got = f"{_k(pc.records_per_s)}/s ({pc.records / want:.0%} of {want:,} expected)"
-            if is_ref:
-                got += " " + _mark(pc.lost == 0 and pc.records >= 0.99 * want)
-            cells.append(got)
-            cells.append(f"{pc.lost:,}")
+        cells = [r.name, *_row_cells(r, i == 0, ref, ua, opts, notes)]
         lines.append("| " + " | ".join(cells) + " |")
         if r.error:
             lines.append(f"|  ↳ {r.name}: {r.error} |" + " |" * (len(head) - 2))
     exits = ", ".join(f"{r.name} {_med(r.exit_s):.2f} s" for r in rows if r.exit_s)
     lines += [
         "",
-        f"Targets (sigtrace): time to tracing ≤ {TARGET_READY_S} s;"
+        *notes.lines(),
+        "",
+        f"Targets ({ref.name}): time to tracing ≤ {TARGET_READY_S} s;"
         f" peak RSS < {TARGET_RSS_MB:.0f} MB;"
         f" storm with default filters ≥ {TARGET_STORM_RATIO:.0%} of untraced;"
         f" ≥ {_k(TARGET_RECORDS_S)} records/s with --signal all (max storm: capacity) and"
         f" zero loss (paced {paced} = {_k(2 * opts.paced_rate)} records/s offered).",
-        f"Records: sigtrace JSONL lines (2 per kill: the signal, with its kill() call, and the"
-        f" delivery), anchors text lines (1 per kill). Ratios (nx) are against sigtrace."
+        f"Records: sigtrace JSONL lines, every backend (2 per kill: the signal, with its"
+        f" kill() call, and the delivery), anchors text lines (1 per kill). Ratios (nx) are"
+        f" against {ref.name} (--backend core, the default). Lost in the storm column: what"
+        f" the tracer reported lost with its default filters (median over rounds)."
         f" Time from SIGTERM/SIGINT to exit: {exits}.",
     ]
     if ref_all is not None:
         lines.append(
-            f"sigtrace, max storm (median run): {ref_all.records:,} records"
+            f"{ref.name}, max storm (median run): {ref_all.records:,} records"
             f" ({ref_all.signals:,} signals, {ref_all.syscalls:,} naming kill()) in"
             f" {ref_all.elapsed:.2f} s from {ref_all.kills:,} kills, {ref_all.lost:,} lost."
         )
@@ -485,12 +620,20 @@ def run(opts: argparse.Namespace, tmp: Path, procs: Procs) -> tuple[list[Row], B
     bench = Bench(opts, tmp, procs)
     bench.build_storm()
     tracers = all_tracers(None if opts.installed else snapshot(tmp / "snapshot", opts.ref))
-    rows = [Row(t.name, error=t.unavailable) for t in tracers]
     if opts.only:
-        keep = [i for i, t in enumerate(tracers) if any(o in t.name for o in opts.only)]
-        keep = sorted({0, *keep})  # sigtrace is the reference every ratio needs
+        keep = select_rows(tracers, opts.only)
         tracers = [tracers[i] for i in keep]
-        rows = [rows[i] for i in keep]
+    rows = [
+        Row(
+            t.name,
+            key=t.key,
+            error=t.unavailable,
+            records_per_kill=t.records_per_kill,
+            na=t.na,
+            notes=t.notes,
+        )
+        for t in tracers
+    ]
     runnable = [(t, r) for t, r in zip(tracers, rows, strict=True) if not t.unavailable]
 
     def guarded(what: str, r: Row, fn: Callable[[], None]) -> None:
@@ -521,13 +664,55 @@ def run(opts: argparse.Namespace, tmp: Path, procs: Procs) -> tuple[list[Row], B
                 r,
                 lambda t=t, r=r: r.all_runs.append(bench.throughput(t, r, 0)),
             )
+        bench.untraced_all.append(bench.storm(opts.all_seconds))
+        bench.untraced_paced.append(bench.storm(opts.all_seconds, opts.paced_rate))
         for t, r in runnable:
             guarded(
                 "all signals, paced",
                 r,
                 lambda t=t, r=r: r.paced_runs.append(bench.throughput(t, r, opts.paced_rate)),
             )
+        bench.untraced_paced.append(bench.storm(opts.all_seconds, opts.paced_rate))
     return rows, bench
+
+
+def select_rows(tracers: Sequence[Tracer], only: Sequence[str]) -> list[int]:
+    """Indexes of the rows --only asks for: a row's key exactly, else every row whose key
+    or name contains it (case-insensitive). The first row (sigtrace's default backend) is
+    always kept: it is the reference every ratio needs."""
+    keep = {0}
+    for word in (w.strip().lower() for o in only for w in o.split(",")):
+        if not word:
+            continue
+        hits = [i for i, t in enumerate(tracers) if t.key == word] or [
+            i for i, t in enumerate(tracers) if word in t.key or word in t.name.lower()
+        ]
+        if not hits:
+            keys = ", ".join(t.key for t in tracers)
+            raise SystemExit(f"run_bench: --only {word}: no such row (rows: {keys})")
+        keep.update(hits)
+    return sorted(keep)
+
+
+def leftover_instances(pids: set[int]) -> list[str]:
+    """ftrace instances named after a process the bench started (`sigtrace-<pid>`, the
+    tracefs backend's): one that its tracer did not remove. They are removed here (their
+    processes have ended) and named in the output."""
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        d = Path(root, "instances")
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        left = []
+        for name in names:
+            m = re.fullmatch(r"sigtrace-(\d+)", name)
+            if m and int(m[1]) in pids:
+                left.append(name)
+                with contextlib.suppress(OSError):
+                    os.rmdir(d / name)
+        return left
+    return []
 
 
 def _which_sigtrace(installed: bool, ref: str | None) -> str:
@@ -558,7 +743,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter storms")
     ap.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
     ap.add_argument(
-        "--only", action="append", metavar="NAME", help="only tracers whose name has NAME"
+        "--only",
+        action="append",
+        metavar="ROW",
+        help="only these rows (repeatable, or comma-separated), besides the sigtrace row"
+        " every ratio needs: sigtrace, sigtrace-bcc, sigtrace-tracefs, sigtrace-ptrace,"
+        " sigsnoop, bpftrace, bcc (the BCC anchor); a word that is no row's exact name"
+        " selects every row that contains it (ptrace, tracefs, sigtrace- for all backends)",
     )
     ap.add_argument(
         "--installed",
@@ -609,6 +800,7 @@ def main() -> None:
         procs.kill_all()
         shutil.rmtree(tmp, ignore_errors=True)
     took = time.monotonic() - t_start
+    left = leftover_instances(procs.started)
     if opts.json:
         data: dict[str, Any] = {
             "sigtrace": what,
@@ -618,7 +810,9 @@ def main() -> None:
             "options": {k: v for k, v in vars(opts).items() if k != "json"},
             "untraced_storm": bench.untraced,
             "untraced_storm_all_seconds": [asdict(s) for s in bench.untraced_all],
+            "untraced_storm_paced": [asdict(s) for s in bench.untraced_paced],
             "tracers": [asdict(r) for r in rows],
+            "ftrace_instances_left": left,
             "targets": {
                 "ready_s": TARGET_READY_S,
                 "rss_mb": TARGET_RSS_MB,
@@ -627,13 +821,17 @@ def main() -> None:
             },
         }
         Path(opts.json).write_text(json.dumps(data, indent=2) + "\n")
-    table = render(rows, bench.untraced, bench.untraced_all, opts)
+    table = render(rows, bench.untraced, bench.untraced_all, opts, bench.untraced_paced)
     print(table)
     print(f"\nsigtrace measured: {what}")
     print(
         f"Ran {took:.0f} s on {os.cpu_count()} CPUs, kernel {os.uname().release}; "
         f"load average before {load_before:.2f}"
         + (" (other work was running: numbers are noisy)" if load_before > 0.5 else "")
+    )
+    print(
+        "ftrace instances its tracers left behind: "
+        + (", ".join(left) + " (removed now)" if left else "none")
     )
 
 

@@ -1,13 +1,16 @@
 /*
  * Signal storm for tests/bench/run_bench.py: kill(getpid(), SIG) in a loop.
  *
- * usage: storm SECONDS [RATE [SIGNO]]
+ * usage: storm [-w] SECONDS [RATE [SIGNO]]
  *   RATE 0 (default) sends as fast as it can; RATE > 0 paces to that many signals/s.
  *   SIGNO defaults to SIGUSR1; a counting handler is installed for it.
+ *   -w: wait for one byte on stdin before starting (so that a tracer that needs the pid,
+ *   `sigtrace --backend ptrace --pid P`, can attach first); EOF instead: exit 3, no storm.
  * Prints one JSON line when done:
  *   {"pid":P,"kills":N,"handled":H,"seconds":S,"rate":N/S}
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,8 +48,14 @@ static void sleep_until(double t)
 
 int main(int argc, char **argv)
 {
+	int wait_go = argc > 1 && strcmp(argv[1], "-w") == 0;
+
+	if (wait_go) {
+		argv++;
+		argc--;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: storm SECONDS [RATE [SIGNO]]\n");
+		fprintf(stderr, "usage: storm [-w] SECONDS [RATE [SIGNO]]\n");
 		return 2;
 	}
 	double seconds = atof(argv[1]);
@@ -61,6 +70,16 @@ int main(int argc, char **argv)
 	if (sigaction(sig, &sa, NULL) != 0) {
 		perror("sigaction");
 		return 1;
+	}
+
+	if (wait_go) {
+		char go;
+		ssize_t n;
+
+		while ((n = read(0, &go, 1)) < 0 && errno == EINTR)
+			;
+		if (n <= 0)
+			return 3;
 	}
 
 	pid_t me = getpid();

@@ -4,6 +4,11 @@ to count what it wrote and what it lost.
 Modes: "ready" (stdout is a pipe; time to tracing), "default" (its default filters, or
 the nearest it has to sigtrace's five signals) and "all" (every signal), both writing to
 a file.
+
+sigtrace runs once per backend: core (the default, the reference every ratio is against),
+bcc, tracefs and ptrace. ptrace traces given processes only: its argv names "{pid}", the
+storm (or, for time to tracing, an idle storm waiting for its go), which must exist before
+it starts.
 """
 
 from __future__ import annotations
@@ -38,16 +43,26 @@ class Counts:
 @dataclass
 class Tracer:
     name: str
-    argv: dict[str, list[str]]  # mode -> argv; "{out}" is replaced by the output file
+    argv: dict[str, list[str]]  # mode -> argv; "{out}": the output file, "{pid}": the target
     marker: bytes  # seen on stdout (ready) or in the output file once tracing is live
+    key: str = ""  # what --only selects it by
     marker_in_file: bool = True  # False: the file is block-buffered, wait instead
     uses_output_flag: bool = False  # writes the file itself (else stdout goes there)
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: int = signal.SIGTERM
     unavailable: str = ""  # why it cannot run here
+    records_per_kill: int = 1  # lines it writes for one kill(getpid(), SIGUSR1)
+    # column -> footnote: "n/a" in that column (the tracer cannot do it), with the reason
+    na: dict[str, str] = field(default_factory=dict)
+    # column -> footnote: a number that needs a word on what it means for this tracer
+    notes: dict[str, str] = field(default_factory=dict)
 
-    def command(self, mode: str, out: Path | None = None) -> list[str]:
-        return [a.replace("{out}", str(out)) for a in self.argv[mode]]
+    @property
+    def needs_target(self) -> bool:
+        return any("{pid}" in a for argv in self.argv.values() for a in argv)
+
+    def command(self, mode: str, out: Path | None = None, pid: int | None = None) -> list[str]:
+        return [a.replace("{out}", str(out)).replace("{pid}", str(pid)) for a in self.argv[mode]]
 
     def count(self, out: Path, stderr: bytes) -> Counts:
         raise NotImplementedError
@@ -203,28 +218,103 @@ def snapshot(dest: Path, ref: str | None = None) -> Path:
     return dest
 
 
-def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
-    """sigtrace_path: run `python -m sigtrace` from there; None: .venv/bin/sigtrace as is."""
+PTRACE_CANNOT_LOSE = (
+    "ptrace cannot lose a record: every signal stops the traced process until sigtrace has"
+    " handled it, so the cost shows as the storm's slowdown instead"
+)
+PTRACE_ONE_PROCESS = (
+    "ptrace traces only the processes it is given (--pid: the storm); the other rows trace"
+    " the whole host"
+)
+PTRACE_READY = "ptrace: attaching to one idle process (the storm, waiting for its go)"
+TRACEFS_LOST = (
+    "tracefs counts the ftrace events its buffer had no room for, not records: with --signal"
+    " all a kill is 4 events (signal_generate, signal_deliver, sys_enter_kill, sys_exit_kill)"
+    " for 2 records; with the default filters sys_exit_kill is not filtered in the kernel, so"
+    " every SIGUSR1 of the storm is an event read and dropped in user space, and an overrun"
+    " counts as lost"
+)
+
+
+def _backends(argv: list[str], env: dict[str, str]) -> set[str] | None:
+    """The --backend choices of this sigtrace (None: could not tell)."""
+    import subprocess
+
+    try:
+        text = subprocess.run(
+            [*argv, "--help"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            cwd="/",
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"--backend \[([\w|]+)\]", text)
+    return set(m.group(1).split("|")) if m else None
+
+
+def sigtrace_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
+    """One row per backend: core (the reference), bcc, tracefs, ptrace."""
     if sigtrace_path is None:
         st = [str(SIGTRACE)]
         st_env: dict[str, str] = {}
     else:
         st = [str(VENV_PYTHON), "-m", "sigtrace"]
         st_env = {"PYTHONPATH": str(sigtrace_path)}
-    st += ["--backend", "core", "--format", "jsonl"]
-    out: list[Tracer] = [
-        SigtraceTracer(
-            name="sigtrace (core)",
-            argv={
-                "ready": st,
-                "default": [*st, "--output", "{out}"],
-                "all": [*st, "--signal", "all", "--output", "{out}"],
-            },
-            marker=b'"type":"start"',
-            uses_output_flag=True,
-            env=st_env,
-            unavailable="" if VENV_PYTHON.exists() else f"{VENV_PYTHON} missing",
-        ),
+    missing = "" if VENV_PYTHON.exists() else f"{VENV_PYTHON} missing"
+    has = _backends(st, st_env) if not missing else None
+    out: list[Tracer] = []
+    for backend, key, name in (
+        ("core", "sigtrace", "sigtrace"),
+        ("bcc", "sigtrace-bcc", "sigtrace --backend bcc"),
+        ("tracefs", "sigtrace-tracefs", "sigtrace --backend tracefs"),
+        ("ptrace", "sigtrace-ptrace", "sigtrace --backend ptrace"),
+    ):
+        argv = [*st, "--backend", backend, "--format", "jsonl"]
+        if backend == "ptrace":
+            argv += ["--pid", "{pid}"]
+        why = missing
+        if not why and has is not None and backend not in has:
+            why = f"this sigtrace has no --backend {backend}"
+        na: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        if backend == "ptrace":
+            na = {"all_lost": PTRACE_CANNOT_LOSE, "paced_lost": PTRACE_CANNOT_LOSE}
+            notes = {"ready": PTRACE_READY, "all": PTRACE_ONE_PROCESS}
+        elif backend == "tracefs":
+            notes = {
+                "storm_lost": TRACEFS_LOST,
+                "all_lost": TRACEFS_LOST,
+                "paced_lost": TRACEFS_LOST,
+            }
+        out.append(
+            SigtraceTracer(
+                name=name,
+                key=key,
+                argv={
+                    "ready": argv,
+                    "default": [*argv, "--output", "{out}"],
+                    "all": [*argv, "--signal", "all", "--output", "{out}"],
+                },
+                marker=b'"type":"start"',
+                uses_output_flag=True,
+                env=st_env,
+                unavailable=why,
+                records_per_kill=2,  # the signal (with its kill() call) and its delivery
+                na=na,
+                notes=notes,
+            )
+        )
+    return out
+
+
+def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
+    """sigtrace_path: run `python -m sigtrace` from there; None: .venv/bin/sigtrace as is.
+    The first is sigtrace's default backend, the reference."""
+    out = sigtrace_tracers(sigtrace_path)
+    out += [
         SigsnoopTracer(
             name="sigsnoop",
             argv={
@@ -234,6 +324,7 @@ def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
                 "all": ["sigsnoop"],
             },
             marker=b"TIME ",
+            key="sigsnoop",
             marker_in_file=False,
             unavailable="" if shutil.which("sigsnoop") else "sigsnoop not installed",
         ),
@@ -250,6 +341,7 @@ def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
                 "all": ["bpftrace", "-e", _bpftrace_program(None)],
             },
             marker=b"ready",
+            key="bpftrace",
             env=bt_env,
             stop_signal=signal.SIGINT,
             unavailable=bt_missing or ("" if hdr else "no kernel headers"),
@@ -275,6 +367,7 @@ def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
             name="BCC (tracepoint)",
             argv={"ready": bcc, "default": bcc, "all": [*bcc, "--all"]},
             marker=b"ready",
+            key="bcc",
             env=bcc_env,
             unavailable=("" if has_bcc else "python3-bpfcc not installed")
             or ("" if hdr else "no kernel headers"),
