@@ -622,6 +622,15 @@ int exit_rt_tgsigqueueinfo(struct trace_event_raw_sys_exit *ctx)
 	return syscall_exit(ctx->ret);
 }
 
+/* The init of a pid namespace below the host's (before exit_notify() hands the role on). */
+static __always_inline bool container_init(struct task_struct *t)
+{
+	struct pid_namespace *ns = task_pidns(t);
+
+	return ns && BPF_CORE_READ(ns, level) > 0 &&
+	       BPF_CORE_READ(ns, child_reaper) == BPF_CORE_READ(t, group_leader);
+}
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
@@ -633,7 +642,9 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	u32 flags = 0;
 
 	if (!bits) {
-		if (!any_filter() || !task_matches(task))
+		/* Unfiltered, a container's PID 1 ends its story (and its runtime record) even
+		 * when it took part in no traced signal: a job that exits by itself. */
+		if (any_filter() ? !task_matches(task) : !container_init(task))
 			return 0;
 	} else if (*bits & 2) {
 		flags |= ST_F_OOM_VICTIM;

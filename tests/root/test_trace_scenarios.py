@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import NOBODY, delivers, exits, flood, one, signals
+from sigtrace_root_helpers import (
+    NOBODY,
+    delivers,
+    exits,
+    flood,
+    one,
+    parse_lines,
+    signals,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from sigtrace_root_helpers import Agent, Record, StartTracer
@@ -261,6 +270,24 @@ def test_kill_without_permission_is_one_failed_record(tracer: StartTracer, agent
 
 
 # 8 ------------------------------------------------------------------------------------------
+
+
+def test_unfiltered_a_namespace_init_that_exits_by_itself_is_reported(
+    tracer: StartTracer, agents: Agents
+) -> None:
+    init = agents(pidns=True)  # a container's PID 1, as far as the kernel can tell
+    plain = agents()
+    t = tracer(signals=["USR2"])  # no pid or container filter: host-wide
+    init.send("exit 5")
+    plain.send("exit 4")
+    init.wait()
+    plain.wait()
+    wait_for(lambda: bool(exits(parse_lines(t.out_path.read_text()), pid=init.pid)))
+    records = t.stop()
+
+    ex = one(exits(records, pid=init.pid), "exit of the namespace's init")
+    assert (ex["exit_code"], ex["process"]["pid1"], ex["process"]["ns_pid"]) == (5, True, 1)
+    assert exits(records, pid=plain.pid) == [], "an ordinary exit without a signal is no news"
 
 
 def test_exit_codes_after_traced_signals(tracer: StartTracer, agents: Agents) -> None:
