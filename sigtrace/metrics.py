@@ -18,7 +18,7 @@ its name (else its id's first 12 characters), `pod_namespace`/`pod` its
 
 Label cardinality is bounded: at most `max_containers` distinct (container, pod_namespace, pod)
 label sets (default 500; the host's empty set is not counted). When a new one arrives and the
-bound is reached, the label sets idle for `idle_seconds` (default 1 h) are evicted first, their
+bound is reached, the label sets idle for `idle_seconds` (default 10 min) are evicted first, their
 series removed (a pod that is gone stops being exported, so a node's churn of short-lived pods
 does not fill the bound for good). If none is idle, the new one's samples are counted under
 `container="_other", pod_namespace="_other", pod="_other"`.
@@ -51,7 +51,7 @@ from sigtrace.errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_CONTAINERS = 500
-DEFAULT_IDLE_SECONDS = 3600.0
+DEFAULT_IDLE_SECONDS = 600.0  # 500 containers an hour is ordinary node churn
 OTHER = "_other"
 HOST_KEY = ("", "", "")
 
