@@ -78,10 +78,10 @@ from tracers import (
     DEFAULT_SIGNALS,
     LOST_RE,
     REPO,
-    SIGTRACE,
     VENV_PYTHON,
     installed_copy,
     kernel_header_dirs,
+    sigtrace_command,
     snapshot,
 )
 
@@ -335,12 +335,7 @@ def bpftrace_program() -> str:
 
 
 def specs(sigtrace_path: Path | None, metrics: bool) -> list[Spec]:
-    if sigtrace_path is None:
-        st = [str(SIGTRACE)]
-        st_env: dict[str, str] = {}
-    else:
-        st = [str(VENV_PYTHON), "-m", "sigtrace"]
-        st_env = {"PYTHONPATH": str(sigtrace_path)}
+    st, st_env = sigtrace_command(sigtrace_path)
     st += ["daemon", "--backend", "core", "--output", "{out}"]
     if metrics:
         st += ["--metrics", "127.0.0.1:0"]

@@ -7,7 +7,11 @@ or not. Every process it starts ends with it; `--quick` takes one to two minutes
 
 Rows, all measured in the same run, each as a ratio against the first:
   sigtrace                   --backend core (CO-RE BPF, what auto picks here): the reference,
-                             with the targets it has to meet.
+                             with the targets it has to meet. It hooks the kill-family
+                             syscalls (its default), which puts every syscall of every process
+                             on the kernel's slow path while it traces.
+  sigtrace --no-syscalls     the same without that hook (what `sigtrace daemon` runs by
+                             default): "n/a" when the sigtrace measured has no such flag.
   sigtrace --backend bcc     its BCC program (compiled at every start) and /proc lookups.
   sigtrace --backend tracefs a private ftrace instance, its text trace_pipe parsed in Python;
                              the bench checks that no instance is left behind.
@@ -17,9 +21,10 @@ Rows, all measured in the same run, each as a ratio against the first:
                              has handled it: that is its cost, and it cannot lose records (its
                              lost columns are n/a). It sees only the storm, the rest the host.
   sigsnoop, bpftrace, BCC    the anchors: tools that report signals, and their cost.
-`--only` selects rows by key (sigtrace, sigtrace-bcc, sigtrace-tracefs, sigtrace-ptrace,
-sigsnoop, bpftrace, bcc); the sigtrace row is always kept. A cell a tracer cannot fill says
-"n/a" with a numbered footnote, as do numbers that mean something else for one tracer.
+`--only` selects rows by key (sigtrace, sigtrace-nosys, sigtrace-bcc, sigtrace-tracefs,
+sigtrace-ptrace, sigsnoop, bpftrace, bcc); the sigtrace row is always kept. A cell a tracer
+cannot fill says "n/a" with a numbered footnote, as do numbers that mean something else for
+one tracer.
 
 What each column measures:
   time to tracing  exec of the tracer -> its "live" line on a stdout pipe (sigtrace: the
@@ -38,6 +43,14 @@ What each column measures:
                    compared with their mean (the untraced rate drifts by tens of percent
                    within seconds here); median over rounds, and what the tracer reported
                    lost meanwhile. Storm on CPU 0, tracer on CPU 1.
+  other syscalls   what a tracer costs a process that sends no signal: storm.c -g loops on
+                   syscall(SYS_getppid) with each tracer started as for the storm (default
+                   filters; ptrace attached to the loop's pid), between two untraced -g
+                   loops: ns per call (1e9 / calls/s, median over rounds) and calls/s as a
+                   percentage of the neighbours' mean (median over rounds). Informational,
+                   no target: a hook on the kill-family syscalls (sigtrace's default with
+                   the core, bcc and tracefs backends) slows every syscall on the host;
+                   signal tracepoints alone (--no-syscalls, the anchors) do not.
   all signals      every signal traced into a file on tmpfs while the storm runs flat out:
                    records written / (storm start -> tracer done writing, i.e. its CPU time
                    stops growing), and what it reported lost. Also the storm's own kills/s,
@@ -203,6 +216,8 @@ class Row:
     storm: list[float] = field(default_factory=list)
     storm_ratio: list[float] = field(default_factory=list)  # each against its neighbours
     storm_lost: list[int] = field(default_factory=list)  # what it reported lost meanwhile
+    getppid: list[float] = field(default_factory=list)  # getppid() calls/s (storm.c -g)
+    getppid_ratio: list[float] = field(default_factory=list)  # each against its neighbours
     all_runs: list[ThroughputRun] = field(default_factory=list)
     paced_runs: list[ThroughputRun] = field(default_factory=list)
 
@@ -220,6 +235,7 @@ class Bench:
         self.tracer_cpu = 1 if two else None
         self.storm_bin = tmp / "storm"
         self.untraced: list[float] = []
+        self.untraced_getppid: list[float] = []  # storm.c -g: getppid() calls/s
         self.untraced_all: list[StormRun] = []
         self.untraced_paced: list[StormRun] = []  # can this machine keep the pace at all?
 
@@ -234,11 +250,14 @@ class Bench:
             check=True,
         )
 
-    def spawn_storm(self, seconds: float, rate: float = 0) -> subprocess.Popen[bytes]:
+    def spawn_storm(
+        self, seconds: float, rate: float = 0, getppid: bool = False
+    ) -> subprocess.Popen[bytes]:
         """A storm waiting for its go (storm.c -w): its pid is known before it sends a
-        signal, so that a tracer that needs it (ptrace's --pid) can attach first."""
+        signal, so that a tracer that needs it (ptrace's --pid) can attach first.
+        getppid: a loop on getppid() instead, no signals (storm.c -g)."""
         return self.procs.spawn(
-            [str(self.storm_bin), "-w", str(seconds), str(rate)],
+            [str(self.storm_bin), "-w", *(["-g"] if getppid else []), str(seconds), str(rate)],
             cpu=self.storm_cpu,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -275,8 +294,8 @@ class Bench:
                     f.close()
         self.procs.reap(p, 5)
 
-    def storm(self, seconds: float, rate: float = 0) -> StormRun:
-        p = self.spawn_storm(seconds, rate)
+    def storm(self, seconds: float, rate: float = 0, getppid: bool = False) -> StormRun:
+        p = self.spawn_storm(seconds, rate, getppid)
         try:
             return self.run_storm(p, seconds)
         finally:
@@ -367,26 +386,40 @@ class Bench:
         row.note_rss("load", rss)
         return t.count(out, err.read_bytes())
 
-    def storm_with(self, t: Tracer, row: Row) -> None:
-        """One storm with t attached (default filters), against the untraced storms just
-        before and just after it: this machine's storm rate drifts by tens of percent
-        within seconds, so only neighbours compare."""
+    def between_untraced(
+        self, t: Tracer, row: Row, untraced: list[float], getppid: bool = False
+    ) -> tuple[float, float, Counts]:
+        """One storm with t attached in its default mode (default filters), against the
+        untraced storms just before (untraced[-1]) and just after it (appended to
+        untraced): this machine's storm rate drifts by tens of percent within seconds, so
+        only neighbours compare. getppid: storm.c -g loops, no signals. Returns (its
+        rate, that rate / the neighbours' mean, what t counted)."""
         out = self.tmp / "default.out"
-        before = self.untraced[-1]
-        storm = self.spawn_storm(self.opts.storm_seconds)
+        seconds = self.opts.storm_seconds
+        before = untraced[-1]
+        storm = self.spawn_storm(seconds, getppid=getppid)
         try:
             p, err = self.start(t, "default", out, row, storm.pid)
             try:
-                rate = self.run_storm(storm, self.opts.storm_seconds).rate
+                rate = self.run_storm(storm, seconds).rate
             finally:
                 c = self.finish(t, p, err, out, row)
         finally:
             self.drop_storm(storm)
-        after = self.storm(self.opts.storm_seconds).rate
-        self.untraced.append(after)
+        after = self.storm(seconds, getppid=getppid).rate
+        untraced.append(after)
+        return rate, rate / ((before + after) / 2), c
+
+    def storm_with(self, t: Tracer, row: Row) -> None:
+        rate, ratio, c = self.between_untraced(t, row, self.untraced)
         row.storm.append(rate)
-        row.storm_ratio.append(rate / ((before + after) / 2))
+        row.storm_ratio.append(ratio)
         row.storm_lost.append(c.lost)
+
+    def getppid_with(self, t: Tracer, row: Row) -> None:
+        rate, ratio, _ = self.between_untraced(t, row, self.untraced_getppid, getppid=True)
+        row.getppid.append(rate)
+        row.getppid_ratio.append(ratio)
 
     def throughput(self, t: Tracer, row: Row, rate: float) -> ThroughputRun:
         out = self.tmp / "all.out"
@@ -492,6 +525,8 @@ def _row_cells(
     rss = max(r.rss_mb.values(), default=None)
     st = _med(r.storm)
     st_ratio = _med(r.storm_ratio)
+    gp = _med(r.getppid)
+    gp_ratio = _med(r.getppid_ratio)
     a = _tp_median(r.all_runs)
     pc = _tp_median(r.paced_runs)
     c: dict[str, str] = dict.fromkeys(COLUMNS, "-")
@@ -513,6 +548,8 @@ def _row_cells(
             c["storm"] += f"; lost {lost:,.0f}"
             if "storm_lost" in r.notes:
                 c["storm"] += notes.cite(r.notes["storm_lost"])
+    if gp and gp_ratio is not None:
+        c["getppid"] = f"{1e9 / gp:.0f} ns ({gp_ratio:.0%})"  # informational: no target
     if a is not None:
         if is_ref:
             # Flat out, the storm offers far more than any tracer here can take, so
@@ -542,7 +579,17 @@ def _row_cells(
     return [c[col] for col in COLUMNS]
 
 
-COLUMNS = ("ready", "rss", "storm", "all", "all_lost", "all_storm", "paced", "paced_lost")
+COLUMNS = (
+    "ready",
+    "rss",
+    "storm",
+    "getppid",
+    "all",
+    "all_lost",
+    "all_storm",
+    "paced",
+    "paced_lost",
+)
 
 
 def render(
@@ -551,6 +598,7 @@ def render(
     untraced_all: list[StormRun],
     opts: argparse.Namespace,
     untraced_paced: Sequence[StormRun] = (),
+    untraced_getppid: Sequence[float] = (),
 ) -> str:
     base = _med(untraced)
     ref = rows[0]  # sigtrace, its default backend
@@ -561,6 +609,7 @@ def render(
         "time to tracing",
         "peak RSS",
         "storm, default filters (vs untraced neighbours)",
+        "other syscalls: getppid() loop, ns/call (calls/s vs untraced neighbours)",
         "all signals, max storm: records/s",
         "lost",
         "storm kills/s meanwhile",
@@ -570,15 +619,17 @@ def render(
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ua = _med([*untraced, *(r.rate for r in untraced_all)])
     up = _med([r.rate for r in untraced_paced])
-    lines.append(
-        "| no tracer | - | - | "
-        + (f"{_k(base)}/s (100%)" if base else "-")
-        + " | - | - | "
-        + (f"{_k(ua)}/s" if ua else "-")
-        + " | "
-        + (f"storm {_k(up)} kills/s, before and after" if up else "-")
-        + " | - |"
-    )
+    ug = _med(untraced_getppid)
+    none: dict[str, str] = dict.fromkeys(COLUMNS, "-")
+    if base:
+        none["storm"] = f"{_k(base)}/s (100%)"
+    if ug:
+        none["getppid"] = f"{1e9 / ug:.0f} ns (100%)"
+    if ua:
+        none["all_storm"] = f"{_k(ua)}/s"
+    if up:
+        none["paced"] = f"storm {_k(up)} kills/s, before and after"
+    lines.append("| " + " | ".join(["no tracer", *(none[col] for col in COLUMNS)]) + " |")
     notes = _Footnotes()
     for i, r in enumerate(rows):
         if r.error and not r.ready_s:
@@ -597,12 +648,17 @@ def render(
         f" peak RSS < {TARGET_RSS_MB:.0f} MB;"
         f" storm with default filters ≥ {TARGET_STORM_RATIO:.0%} of untraced;"
         f" ≥ {_k(TARGET_RECORDS_S)} records/s with --signal all (max storm: capacity) and"
-        f" zero loss (paced {paced} = {_k(2 * opts.paced_rate)} records/s offered).",
+        f" zero loss (paced {paced} = {_k(2 * opts.paced_rate)} records/s offered);"
+        " other syscalls: informational, no target.",
         f"Records: sigtrace JSONL lines, every backend (2 per kill: the signal, with its"
         f" kill() call, and the delivery), anchors text lines (1 per kill). Ratios (nx) are"
         f" against {ref.name} (--backend core, the default). Lost in the storm column: what"
         f" the tracer reported lost with its default filters (median over rounds)."
         f" Time from SIGTERM/SIGINT to exit: {exits}.",
+        "Other syscalls: storm.c -g, a getppid() loop that sends no signal, with each tracer"
+        " in its default mode: what tracing costs every other process on the host (a syscall"
+        " hook puts each syscall on the kernel's slow path). `sigtrace daemon` runs as the"
+        " `sigtrace --no-syscalls` row does: no syscall hook unless given --syscalls.",
     ]
     if ref_all is not None:
         lines.append(
@@ -649,12 +705,19 @@ def run(opts: argparse.Namespace, tmp: Path, procs: Procs) -> tuple[list[Row], B
     for t, r in runnable:
         guarded("time to tracing", r, lambda t=t, r=r: bench.time_to_tracing(t, r))
 
+    def rounds(what: str, fn: Callable[[Tracer, Row], None]) -> None:
+        for i in range(opts.storm_reps if runnable else 0):
+            # a different tracer first each round, so that none always follows the same one
+            n = i % len(runnable)
+            for t, r in runnable[n:] + runnable[:n]:
+                guarded(what, r, lambda t=t, r=r: fn(t, r))
+
     bench.log("storm: untraced, then each tracer, then untraced again, ...")
     bench.untraced.append(bench.storm(opts.storm_seconds).rate)
-    for i in range(opts.storm_reps):
-        # a different tracer first each round, so that none always follows the same one
-        for t, r in runnable[i % len(runnable) :] + runnable[: i % len(runnable)]:
-            guarded("storm, default filters", r, lambda t=t, r=r: bench.storm_with(t, r))
+    rounds("storm, default filters", bench.storm_with)
+    bench.log("other syscalls: a getppid() loop untraced, then with each tracer, ...")
+    bench.untraced_getppid.append(bench.storm(opts.storm_seconds, getppid=True).rate)
+    rounds("other syscalls", bench.getppid_with)
     bench.untraced_all.append(bench.storm(opts.all_seconds))
 
     for _ in range(opts.all_reps):
@@ -747,9 +810,10 @@ def main() -> None:
         action="append",
         metavar="ROW",
         help="only these rows (repeatable, or comma-separated), besides the sigtrace row"
-        " every ratio needs: sigtrace, sigtrace-bcc, sigtrace-tracefs, sigtrace-ptrace,"
-        " sigsnoop, bpftrace, bcc (the BCC anchor); a word that is no row's exact name"
-        " selects every row that contains it (ptrace, tracefs, sigtrace- for all backends)",
+        " every ratio needs: sigtrace, sigtrace-nosys, sigtrace-bcc, sigtrace-tracefs,"
+        " sigtrace-ptrace, sigsnoop, bpftrace, bcc (the BCC anchor); a word that is no row's"
+        " exact name selects every row that contains it (ptrace, tracefs, sigtrace- for all"
+        " backends)",
     )
     ap.add_argument(
         "--installed",
@@ -809,6 +873,7 @@ def main() -> None:
             "seconds": took,
             "options": {k: v for k, v in vars(opts).items() if k != "json"},
             "untraced_storm": bench.untraced,
+            "untraced_getppid": bench.untraced_getppid,
             "untraced_storm_all_seconds": [asdict(s) for s in bench.untraced_all],
             "untraced_storm_paced": [asdict(s) for s in bench.untraced_paced],
             "tracers": [asdict(r) for r in rows],
@@ -821,7 +886,9 @@ def main() -> None:
             },
         }
         Path(opts.json).write_text(json.dumps(data, indent=2) + "\n")
-    table = render(rows, bench.untraced, bench.untraced_all, opts, bench.untraced_paced)
+    table = render(
+        rows, bench.untraced, bench.untraced_all, opts, bench.untraced_paced, bench.untraced_getppid
+    )
     print(table)
     print(f"\nsigtrace measured: {what}")
     print(

@@ -1,11 +1,13 @@
 /*
  * Signal storm for tests/bench/run_bench.py: kill(getpid(), SIG) in a loop.
  *
- * usage: storm [-w] SECONDS [RATE [SIGNO]]
+ * usage: storm [-w] [-g] SECONDS [RATE [SIGNO]]
  *   RATE 0 (default) sends as fast as it can; RATE > 0 paces to that many signals/s.
  *   SIGNO defaults to SIGUSR1; a counting handler is installed for it.
  *   -w: wait for one byte on stdin before starting (so that a tracer that needs the pid,
  *   `sigtrace --backend ptrace --pid P`, can attach first); EOF instead: exit 3, no storm.
+ *   -g: no signals: syscall(SYS_getppid) in the loop instead of kill(), no handler (what a
+ *   tracer costs a process that sends none); "kills" and "rate" then count those calls.
  * Prints one JSON line when done:
  *   {"pid":P,"kills":N,"handled":H,"seconds":S,"rate":N/S}
  */
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,14 +51,19 @@ static void sleep_until(double t)
 
 int main(int argc, char **argv)
 {
-	int wait_go = argc > 1 && strcmp(argv[1], "-w") == 0;
+	int wait_go = 0;
+	int getppid_loop = 0;
 
-	if (wait_go) {
-		argv++;
-		argc--;
+	for (; argc > 1 && argv[1][0] == '-'; argv++, argc--) {
+		if (strcmp(argv[1], "-w") == 0)
+			wait_go = 1;
+		else if (strcmp(argv[1], "-g") == 0)
+			getppid_loop = 1;
+		else
+			break; /* usage */
 	}
-	if (argc < 2) {
-		fprintf(stderr, "usage: storm [-w] SECONDS [RATE [SIGNO]]\n");
+	if (argc < 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: storm [-w] [-g] SECONDS [RATE [SIGNO]]\n");
 		return 2;
 	}
 	double seconds = atof(argv[1]);
@@ -67,7 +75,7 @@ int main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(sig, &sa, NULL) != 0) {
+	if (!getppid_loop && sigaction(sig, &sa, NULL) != 0) {
 		perror("sigaction");
 		return 1;
 	}
@@ -88,8 +96,12 @@ int main(int argc, char **argv)
 	double elapsed = 0.0;
 
 	for (;;) {
-		for (int i = 0; i < BATCH; i++)
-			kill(me, sig);
+		if (getppid_loop)
+			for (int i = 0; i < BATCH; i++)
+				syscall(SYS_getppid);
+		else
+			for (int i = 0; i < BATCH; i++)
+				kill(me, sig);
 		kills += BATCH;
 		elapsed = now_s() - start;
 		if (elapsed >= seconds)

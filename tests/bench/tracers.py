@@ -6,9 +6,10 @@ the nearest it has to sigtrace's five signals) and "all" (every signal), both wr
 a file.
 
 sigtrace runs once per backend: core (the default, the reference every ratio is against),
-bcc, tracefs and ptrace. ptrace traces given processes only: its argv names "{pid}", the
-storm (or, for time to tracing, an idle storm waiting for its go), which must exist before
-it starts.
+core again with --no-syscalls (no kill-family syscall hook: what `sigtrace daemon` runs by
+default), bcc, tracefs and ptrace. ptrace traces given processes only: its argv names
+"{pid}", the storm (or, for time to tracing, an idle storm waiting for its go), which must
+exist before it starts.
 """
 
 from __future__ import annotations
@@ -226,6 +227,10 @@ PTRACE_ONE_PROCESS = (
     "ptrace traces only the processes it is given (--pid: the storm); the other rows trace"
     " the whole host"
 )
+PTRACE_GETPPID = (
+    "ptrace: attached to the getppid() loop itself (--pid; PTRACE_SEIZE, no syscall tracing),"
+    " which it would stop only at a signal; the other rows trace the whole host"
+)
 PTRACE_READY = "ptrace: attaching to one idle process (the storm, waiting for its go)"
 TRACEFS_LOST = (
     "tracefs counts the ftrace events its buffer had no room for, not records: with --signal"
@@ -236,12 +241,19 @@ TRACEFS_LOST = (
 )
 
 
-def _backends(argv: list[str], env: dict[str, str]) -> set[str] | None:
-    """The --backend choices of this sigtrace (None: could not tell)."""
+def sigtrace_command(sigtrace_path: Path | None) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) that run sigtrace: from a source tree (python -m), or None: as installed."""
+    if sigtrace_path is None:
+        return [str(SIGTRACE)], {}
+    return [str(VENV_PYTHON), "-m", "sigtrace"], {"PYTHONPATH": str(sigtrace_path)}
+
+
+def _help(argv: list[str], env: dict[str, str]) -> str | None:
+    """This sigtrace's --help (None: could not tell)."""
     import subprocess
 
     try:
-        text = subprocess.run(
+        return subprocess.run(
             [*argv, "--help"],
             capture_output=True,
             text=True,
@@ -251,38 +263,41 @@ def _backends(argv: list[str], env: dict[str, str]) -> set[str] | None:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    m = re.search(r"--backend \[([\w|]+)\]", text)
+
+
+def _backends(text: str | None) -> set[str] | None:
+    """The --backend choices in a sigtrace's --help (None: could not tell)."""
+    m = re.search(r"--backend \[([\w|]+)\]", text or "")
     return set(m.group(1).split("|")) if m else None
 
 
 def sigtrace_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
-    """One row per backend: core (the reference), bcc, tracefs, ptrace."""
-    if sigtrace_path is None:
-        st = [str(SIGTRACE)]
-        st_env: dict[str, str] = {}
-    else:
-        st = [str(VENV_PYTHON), "-m", "sigtrace"]
-        st_env = {"PYTHONPATH": str(sigtrace_path)}
+    """One row per backend: core (the reference), core --no-syscalls, bcc, tracefs, ptrace."""
+    st, st_env = sigtrace_command(sigtrace_path)
     missing = "" if VENV_PYTHON.exists() else f"{VENV_PYTHON} missing"
-    has = _backends(st, st_env) if not missing else None
+    text = _help(st, st_env) if not missing else None
+    has = _backends(text)
     out: list[Tracer] = []
-    for backend, key, name in (
-        ("core", "sigtrace", "sigtrace"),
-        ("bcc", "sigtrace-bcc", "sigtrace --backend bcc"),
-        ("tracefs", "sigtrace-tracefs", "sigtrace --backend tracefs"),
-        ("ptrace", "sigtrace-ptrace", "sigtrace --backend ptrace"),
+    for backend, key, name, extra in (
+        ("core", "sigtrace", "sigtrace", []),
+        ("core", "sigtrace-nosys", "sigtrace --no-syscalls", ["--no-syscalls"]),
+        ("bcc", "sigtrace-bcc", "sigtrace --backend bcc", []),
+        ("tracefs", "sigtrace-tracefs", "sigtrace --backend tracefs", []),
+        ("ptrace", "sigtrace-ptrace", "sigtrace --backend ptrace", []),
     ):
-        argv = [*st, "--backend", backend, "--format", "jsonl"]
+        argv = [*st, "--backend", backend, "--format", "jsonl", *extra]
         if backend == "ptrace":
             argv += ["--pid", "{pid}"]
         why = missing
         if not why and has is not None and backend not in has:
             why = f"this sigtrace has no --backend {backend}"
+        if not why and has is not None and any(f not in (text or "") for f in extra):
+            why = f"this sigtrace has no {' '.join(extra)}"
         na: dict[str, str] = {}
         notes: dict[str, str] = {}
         if backend == "ptrace":
             na = {"all_lost": PTRACE_CANNOT_LOSE, "paced_lost": PTRACE_CANNOT_LOSE}
-            notes = {"ready": PTRACE_READY, "all": PTRACE_ONE_PROCESS}
+            notes = {"ready": PTRACE_READY, "all": PTRACE_ONE_PROCESS, "getppid": PTRACE_GETPPID}
         elif backend == "tracefs":
             notes = {
                 "storm_lost": TRACEFS_LOST,
