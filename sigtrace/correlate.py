@@ -164,13 +164,15 @@ class Correlator:
         out["fanout"] = fanout
         out["syscall"] = wire.SYSCALL_NAMES.get(g.sys_nr) if via_syscall else None
         out["result"] = RESULT_NAMES.get(g.result, str(g.result))
-        out["target_state"] = {
-            "handler": HANDLER_NAMES.get(g.handler, "?"),
+        state = out["target_state"] = {
+            "handler": None if g.handler is None else HANDLER_NAMES.get(g.handler, "?"),
             "blocked": bool(g.flags & wire.F_BLOCKED),
             "unkillable": bool(g.flags & wire.F_UNKILLABLE),
             "ptraced": bool(g.flags & wire.F_PTRACED),
             "waiting": bool(g.flags & wire.F_WAITING),
         }
+        for path in g.unknown:  # a flag not set is not a fact: what was not known is null
+            state[path.removeprefix("target_state.")] = None
         out["si_pid"] = g.si_pid if g.info_kind == wire.INFO_PTR else None
         if g.derived:
             out["derived"] = list(g.derived)

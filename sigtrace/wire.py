@@ -161,6 +161,9 @@ class Generate(NamedTuple):
     # Fields a backend took from /proc at event time instead of from the kernel's own state
     # (tracefs, BCC, ptrace); empty for CO-RE. Unknown values are None, never guessed.
     derived: tuple[str, ...] = ()
+    # `target_state.*` fields this backend could not know for this signal (its flag bit would
+    # read false): null in the output.
+    unknown: tuple[str, ...] = ()
 
 
 class Deliver(NamedTuple):

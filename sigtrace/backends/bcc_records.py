@@ -266,6 +266,7 @@ class RecordBuilder:
         if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
             return []
         derived = ["sender.ns_pid"] if sident else []
+        unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
         flags = kflags & _KERNEL_FLAGS
         handler: int | None = None
         blocked: bool | None = None
@@ -275,6 +276,8 @@ class RecordBuilder:
                 flags |= wire.F_UNKILLABLE  # copy_process() makes every pid ns init unkillable
             if target.pid != ttid:
                 self._track_once(target.pid, 1)  # a thread's signal: the kernel knows only its tid
+        else:
+            unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
         if st is not None and st.dispositions_known:
             handler, blocked = st.handler(sig), st.blocked(sig)
             derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
@@ -286,6 +289,8 @@ class RecordBuilder:
                 flags |= wire.F_BLOCKED
             if st.tracer_pid:
                 flags |= wire.F_PTRACED
+        else:
+            unknown += ["target_state.blocked", "target_state.ptraced"]
         if kflags & BT_F_SENDER_EXITING and sender.ns_pid == 1:
             flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
             derived.append("scope")
@@ -316,6 +321,7 @@ class RecordBuilder:
                 sender,
                 target,
                 tuple(derived),
+                tuple(unknown),
             )
         ]
 

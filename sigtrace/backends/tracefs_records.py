@@ -116,6 +116,7 @@ class RecordBuilder:
         if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
             return []
         derived: list[str] = []
+        unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
         if sender_known:
             derived += ["sender.ns_pid", "sender.uid"]
             if p["common_tgid"] is None:
@@ -127,6 +128,8 @@ class RecordBuilder:
             derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
             if target.ns_pid == 1:
                 flags |= wire.F_UNKILLABLE
+        else:
+            unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
         if st is not None and st.dispositions_known:
             handler, blocked = st.handler(sig), st.blocked(sig)
             derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
@@ -134,6 +137,8 @@ class RecordBuilder:
                 flags |= wire.F_BLOCKED
             if st.tracer_pid:
                 flags |= wire.F_PTRACED
+        else:
+            unknown += ["target_state.blocked", "target_state.ptraced"]
         seq = nr = req_pid = sys_flags = 0
         if call is not None:
             call.emitted += 1
@@ -176,6 +181,7 @@ class RecordBuilder:
                 sender,
                 target,
                 tuple(derived),
+                tuple(unknown),
             )
         ]
 

@@ -176,3 +176,25 @@ def test_cgroup_filter_without_cgroups_matches_nothing() -> None:
 def test_signal_filter() -> None:
     recs = replay(wanted=frozenset({9}))
     assert {r.sig for r in recs if isinstance(r, wire.Generate)} == {9}
+
+
+def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
+    # No tracepoint field or /proc file says whether the target waited in sigtimedwait.
+    states = [s["target_state"] for s in out if s["type"] == "signal" and s["target_state"]]
+    assert states and {t["waiting"] for t in states} == {None}
+    # A target gone from /proc before its line was handled (a teardown's victim): its state
+    # is unknown, not SIG_DFL, unblocked, killable and untraced.
+    line = (
+        "              sh-22636   (  22636) [001] d..1.  6430.000000: signal_generate: sig=9 "
+        "errno=0 code=128 comm=sleep pid=99999 grp=1 res=0"
+    )
+    builder = RecordBuilder(
+        RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({9}), Filters()
+    )
+    p = parse_line(line)
+    assert p is not None
+    (s,) = Correlator(str).feed(builder.line(p)[0])
+    assert s["target"]["ns_pid"] is None
+    assert s["target_state"] == dict.fromkeys(
+        ("handler", "blocked", "unkillable", "ptraced", "waiting")
+    )
