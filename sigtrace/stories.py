@@ -24,15 +24,22 @@ Facts the verdicts rest on:
 - forwarded: signals sent after stop_at by processes of the container to its other processes
   (PID 1's own kill(), or a `kill` its trap runs), teardown and kernel signals excluded.
 - kill_at: the first runtime SIGKILL at or before PID 1's exit; grace_s = kill_at - stop_at.
+  A backend that never sees SIGKILL (ptrace) has no such record: PID 1's exit by SIGKILL (not
+  an OOM kill, no SIGKILL to it seen) then stands for it, with kill_at and grace_s null and a
+  caveat (`unseen_kill`); such an exit also starts a story.
 - left_unsignalled: processes other than PID 1 that already ran at stop_at, got no signal after
-  it, and were ended by the runtime's or the teardown's SIGKILL. "Already ran": seen in a record
-  up to stop_at, or a host pid below the highest pid seen by then (pids are handed out in
-  increasing order, and `runc kill` is a new process for every stop; wrap-around is ignored).
+  it, and were ended by the runtime's or the teardown's SIGKILL (or, with no SIGKILL record for
+  them, whose exit says SIGKILL). "Already ran": seen in a record up to stop_at, or a host pid
+  handed out before the newest pid seen by then. Pids are handed out in increasing order and
+  wrap around at pid_max; `runc kill` is a new process for every signal, so the runtime
+  SIGKILL's sender (when no record showed it before the stop) is the newest pid of the story,
+  and pids above it were handed out before the last wrap.
 
 Verdicts, checked in this order:
 - `oom_killed`: no stop signal, and the OOM killer ended a process of the container (PID 1, or
   another one at most `OOM_LINK_S` before PID 1 exited). OOM SIGKILLs are never grace kills.
-- `killed_without_stop_signal`: no stop signal, and a runtime SIGKILL (`docker kill`, `rm -f`).
+- `killed_without_stop_signal`: no stop signal, and a runtime SIGKILL (`docker kill`, `rm -f`),
+  seen or told by PID 1's exit.
 - (no stop signal, no runtime SIGKILL, no OOM kill: PID 1 exited on its own; no verdict.)
 - `ignored_by_pid1`: the kernel dropped the stop signal because PID 1 has no handler for it.
 - `ignored_sig_ign`: the kernel dropped it because PID 1 ignores it (SIG_IGN).
@@ -55,7 +62,7 @@ SIGKILL, judged on what was seen so far and marked `"complete": false`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +126,8 @@ def _subject(rec: Rec) -> Rec | None:
 def _name(p: Rec | None) -> str:
     if not p:
         return "?"
+    if p.get("pid") is None:  # not known (ptrace: a sender outside the pid namespace)
+        return p.get("comm") or "?"
     ns = f" ns:{p['ns_pid']}" if p.get("ns_pid") not in (None, p.get("pid")) else ""
     return f"{p.get('comm') or '?'}({p.get('pid')}{ns})"
 
@@ -223,7 +232,12 @@ class StoryTracker:
         return None
 
     def _starts(self, story: _Story, rec: Rec) -> bool:
-        return _is_stop(rec, story.stop_signo) or _is_runtime_kill(rec, story.cid) or _is_oom(rec)
+        return (
+            _is_stop(rec, story.stop_signo)
+            or _is_runtime_kill(rec, story.cid)
+            or _is_oom(rec)
+            or _is_sigkilled_pid1_exit(rec)
+        )
 
     def _due(self) -> list[Rec]:
         due = [s for s in self._ending if s.end and s.end.t + self.settle_ns <= self._now]
@@ -269,6 +283,15 @@ def _is_oom(rec: Rec) -> bool:
     return rec.get("type") == "oom" or (rec.get("type") == "exit" and bool(rec.get("oom")))
 
 
+def _is_sigkilled_pid1_exit(rec: Rec) -> bool:
+    # A backend that never sees SIGKILL (ptrace) still sees the exit it causes.
+    return (
+        rec.get("type") == "exit"
+        and bool(rec["process"].get("pid1"))
+        and rec.get("signal") == "SIGKILL"
+    )
+
+
 # Judging one story
 
 
@@ -285,6 +308,7 @@ class _Facts:
     fate: str | None = None  # dropped_pid1 | dropped_sig_ign | handled | received
     deliver: _Item | None = None
     kill: _Item | None = None
+    unseen_kill: bool = False  # PID 1's exit says SIGKILL, but no SIGKILL to it was seen
     forwarded: list[_Item] = field(default_factory=list)
     teardown: list[_Item] = field(default_factory=list)
     exits: dict[int, _Item] = field(default_factory=dict)
@@ -315,6 +339,7 @@ def _collect(story: _Story) -> _Facts:
     if story.end is not None:
         f.pid1 = story.end.rec["process"]
     f.fate, f.deliver = _fate(f)
+    f.unseen_kill = _unseen_kill(f)
     f.runtime_killed = {
         it.rec["target"].get("pid")
         for it in items
@@ -371,9 +396,39 @@ def _fate(f: _Facts) -> tuple[str | None, _Item | None]:
     return "received", None
 
 
+def _unseen_kill(f: _Facts) -> bool:
+    """PID 1 died of a SIGKILL no record shows: the ptrace backend never sees SIGKILL, and
+    `--signal` may leave it out. Only an ancestor namespace (the runtime) or the OOM killer can
+    SIGKILL an init, so its exit tells that much; when it came is unknown."""
+    if f.end is None or f.kill is not None:
+        return False
+    r = f.end.rec
+    pid = r["process"].get("pid")
+    if r.get("signal") != "SIGKILL" or r.get("oom") or pid in f.oom_victims:
+        return False
+    return not any(
+        _is_signal(it.rec, signals.SIGKILL) and it.rec["target"].get("pid") == pid for it in f.items
+    )
+
+
 def _ended_by_sigkill(f: _Facts, proc: Rec) -> bool:
     ex = f.exits.get(proc.get("pid"))
     return ex is not None and ex.rec.get("signal") == "SIGKILL"
+
+
+def _ran_before_stop(f: _Facts, seen_before: set[int]) -> Callable[[int], bool]:
+    """Whether a host pid was handed out before the stop (see the module's docstring)."""
+    high = max(seen_before, default=0)
+    fresh = (f.kill.rec.get("sender") or {}).get("pid") if f.kill else None
+    if not isinstance(fresh, int) or fresh in seen_before:
+        return lambda pid: pid <= high  # no newer pid known: assume no wrap-around
+    # `fresh` (the runtime SIGKILL's `runc kill`) is newer than every pid seen up to the stop:
+    # those above it were handed out before a wrap-around, so the newest seen is below it.
+    newest = max((p for p in seen_before if p <= fresh), default=high)
+    if newest <= fresh:
+        # pids above `fresh` are from before a wrap that came before the stop, if there was one
+        return lambda pid: pid <= newest or (pid > fresh and high > fresh)
+    return lambda pid: fresh < pid <= newest  # wrapped between the stop and the SIGKILL
 
 
 def _left_unsignalled(f: _Facts) -> list[Rec]:
@@ -381,7 +436,6 @@ def _left_unsignalled(f: _Facts) -> list[Rec]:
         return []
     stop_t = f.stop.t
     seen_before: set[int] = set()
-    high = 0
     for it in f.items:
         if it.t > stop_t:
             break
@@ -389,7 +443,7 @@ def _left_unsignalled(f: _Facts) -> list[Rec]:
             pid = (it.rec.get(role) or {}).get("pid")
             if isinstance(pid, int):
                 seen_before.add(pid)
-                high = max(high, pid)
+    ran_before = _ran_before_stop(f, seen_before)
     pid1 = (f.pid1 or {}).get("pid")
     # Got the signal one way or another: passed on from inside, or sent to it directly.
     signalled = {it.rec["target"].get("pid") for it in f.forwarded}
@@ -398,18 +452,28 @@ def _left_unsignalled(f: _Facts) -> list[Rec]:
         for it in f.items
         if it.t > stop_t and _is_signal(it.rec) and it.rec.get("signo") != signals.SIGKILL
     }
+    sigkilled = {
+        it.rec["target"].get("pid") for it in f.items if _is_signal(it.rec, signals.SIGKILL)
+    }
     out: dict[int, Rec] = {}
     for it in f.items:
         rec = it.rec
-        if it.t <= stop_t or not _is_signal(rec, signals.SIGKILL):
+        if it.t <= stop_t:
             continue
-        if rec.get("scope") != "pidns_teardown" and not _is_runtime_kill(rec, f.cid):
+        if _is_signal(rec, signals.SIGKILL):
+            if rec.get("scope") != "pidns_teardown" and not _is_runtime_kill(rec, f.cid):
+                continue
+            target = rec["target"]
+        elif rec["type"] == "exit" and rec.get("signal") == "SIGKILL" and not rec.get("oom"):
+            target = rec["process"]  # a SIGKILL no record shows (ptrace): its exit says so
+            if target.get("pid") in sigkilled:
+                continue
+        else:
             continue
-        target = rec["target"]
         pid = target.get("pid")
         if pid == pid1 or pid in signalled or pid in f.oom_victims or pid in out:
             continue
-        if pid in seen_before or (isinstance(pid, int) and pid <= high):
+        if pid in seen_before or (isinstance(pid, int) and ran_before(pid)):
             out[pid] = target
     return list(out.values())
 
@@ -418,14 +482,14 @@ def _verdict(f: _Facts) -> str | None:
     if f.stop is None:
         if _oom_ended_it(f):
             return "oom_killed"
-        if f.kill is not None:
+        if f.kill is not None or f.unseen_kill:
             return "killed_without_stop_signal"
         return None
     if f.fate == "dropped_pid1":
         return "ignored_by_pid1"
     if f.fate == "dropped_sig_ign":
         return "ignored_sig_ign"
-    if f.kill is not None:
+    if f.kill is not None or f.unseen_kill:
         return "not_forwarded" if f.left_unsignalled else "slow_shutdown"
     if f.runtime_killed:
         return "slow_shutdown"
@@ -670,6 +734,11 @@ def _caveat(f: _Facts, traced: Collection[int] | None) -> str | None:
         notes.append(
             f"the stop signal {signals.name(f.stop_signo)} is not traced (add --signal {short}): "
             f"a stop signal sent before the SIGKILL was not seen"
+        )
+    if f.unseen_kill:
+        notes.append(
+            "no SIGKILL was seen (not traced, or this backend cannot see it): PID 1's exit says "
+            "one ended it, so when it came (kill_at, grace_s) is unknown"
         )
     if f.end is None:
         notes.append("tracing ended before PID 1 exited")

@@ -42,7 +42,8 @@ CANNOT_SEE = [
     "so the kernel's decision (result, outcome) is rebuilt from /proc (listed in `derived`)",
     "one tracer per process: a process already under strace/gdb cannot be traced",
     "signals are seen when delivered, not when sent: no pending or merged signals, "
-    "no sender outside the tracee's pid namespace, no system call (fan-out, failures)",
+    "no sender outside the tracee's pid namespace, no system call (fan-out, failures), "
+    "none taken with sigtimedwait/signalfd (tini, dumb-init: their stop tells no story)",
     "only the processes asked for and their descendants",
 ]
 
@@ -328,7 +329,9 @@ class PtraceBackend(Backend):
 
     def _exit(self, tracee: Tracee, status: int) -> list[wire.Record]:
         self.tracees.pop(tracee.tid, None)
-        ident = self.facts.identity(tracee.tid)
+        # Re-read while the zombie is ours: busybox names an applet (prctl) after the exec
+        # event, so the comm read then can be stale ("exe"). Gone already: the cached one.
+        ident = self.facts.identity(tracee.tid, fresh=True)
         self.facts.forget(tracee.tid)
         tgid = tracee.tgid if tracee.tgid is not None else (ident.task.pid if ident else None)
         if tgid != tracee.tid:

@@ -144,6 +144,82 @@ def test_oom_kill_is_oom_killed_not_a_grace_kill() -> None:
     assert "memory" in v["hint"]
 
 
+# What a backend that never sees SIGKILL (ptrace) records: PID 1's exit by SIGKILL stands for
+# the runtime's kill; when it came is unknown, so kill_at and grace_s stay null.
+
+
+def test_ptrace_slowstop_is_slow_shutdown_not_graceful() -> None:
+    v = one("ptrace-slowstop")
+    assert (v["verdict"], v["exit_code"], v["wasted_s"]) == ("slow_shutdown", 137, 0.0)
+    assert v["kill_at"] is None and v["grace_s"] is None
+    assert "no SIGKILL was seen" in v["caveat"]
+    assert v["evidence"][0]["what"].startswith("SIGTERM ? -> slowstop.sh(")  # sender unknown
+
+
+def test_ptrace_noforward_is_not_forwarded_from_exit_codes() -> None:
+    v = one("ptrace-noforward")
+    assert v["verdict"] == "not_forwarded" and v["kill_at"] is None
+    # wasted until PID 1 exited, the SIGKILL's own time being unknown
+    assert v["wasted_s"] == round((parse_time(v["time"]) - parse_time(v["stop_at"])) / 1e9, 3)
+    assert 1.5 <= v["wasted_s"] <= 4
+    assert "server.sh(" in v["hint"] and "exe(" not in v["hint"]  # the loop's later sleep
+
+
+def test_ptrace_docker_kill_is_killed_without_stop_signal() -> None:
+    v = one("ptrace-kill")
+    assert v["verdict"] == "killed_without_stop_signal"
+    assert v["stop_at"] is None and v["kill_at"] is None and v["wasted_s"] is None
+    assert "no SIGKILL was seen" in v["caveat"]
+
+
+def without_sigkill(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("signal") != "SIGKILL" or r["type"] == "exit"]
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [("slowstop", "slow_shutdown"), ("noforward", "not_forwarded"), ("execform", "graceful")],
+)
+def test_sigkill_not_traced_is_never_graceful(name: str, verdict: str) -> None:
+    # `--signal TERM` on any backend: before, a stop that ended in SIGKILL read "graceful".
+    (v,) = run(without_sigkill(load(name)))
+    assert v["verdict"] == verdict and v["kill_at"] is None
+    assert ("no SIGKILL was seen" in (v["caveat"] or "")) == (verdict != "graceful")
+
+
+def repid(records: list[dict], new: dict[int, int]) -> list[dict]:
+    """The same records with host pids (and tids) renumbered, as after a wrap-around."""
+    out = copy.deepcopy(records)
+    for r in out:
+        for role in ("sender", "target", "process"):
+            p = r.get(role)
+            if p:
+                for k in ("pid", "tid"):
+                    p[k] = new.get(p[k], p[k])
+    return out
+
+
+# noforward.jsonl: runc 7576 stops noforward.sh 7528 (server.sh 7558 ran before); the loop's
+# sleeps 7582 and 7583 come after; runc 7584 sends SIGKILL.
+WRAPPED_BEFORE_STOP = {7528: 32600, 7558: 32650, 7559: 32651, 7576: 310, 7582: 315, 7583: 316}
+WRAPPED_AFTER_STOP = {7528: 32000, 7558: 32010, 7559: 32011, 7576: 32700, 7582: 301, 7583: 302}
+
+
+@pytest.mark.parametrize("wrap", [WRAPPED_BEFORE_STOP, WRAPPED_AFTER_STOP], ids=["before", "after"])
+def test_pid_wraparound_does_not_change_who_ran_before_the_stop(wrap: dict[int, int]) -> None:
+    kill_sender = {7584: wrap[7583] + 1}
+    (v,) = run(repid(load("noforward"), wrap | kill_sender))
+    assert v["verdict"] == "not_forwarded"
+    assert f"server.sh({wrap[7558]}" in v["hint"] and "sleep(" not in v["hint"]
+
+
+def test_pid_wraparound_recorded_slowstop_is_slow_shutdown() -> None:
+    # PID 1 32739 from before the wrap; runc 321 stops it, the trap's sleep is 328, SIGKILL
+    # from runc 337. Judged by plain pid order, sleep 328 "ran before" and was not signalled.
+    v = one("slowstop-pidwrap")
+    assert v["verdict"] == "slow_shutdown" and 1.5 <= v["grace_s"] <= 4
+
+
 def test_two_containers_stopped_together_get_one_verdict_each() -> None:
     verdicts = run(load("two"))
     got = sorted((v["container"]["name"].split("-")[3], v["verdict"]) for v in verdicts)
@@ -154,7 +230,21 @@ def test_two_containers_stopped_together_get_one_verdict_each() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["shellform", "execform", "tini", "kill", "sigign", "noforward", "slowstop", "oom"]
+    "name",
+    [
+        "shellform",
+        "execform",
+        "tini",
+        "kill",
+        "sigign",
+        "noforward",
+        "slowstop",
+        "oom",
+        "ptrace-slowstop",
+        "ptrace-noforward",
+        "ptrace-kill",
+        "slowstop-pidwrap",
+    ],
 )
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_arrival_order_within_a_few_ms_changes_nothing(name: str, seed: int) -> None:

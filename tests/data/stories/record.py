@@ -6,6 +6,10 @@ Each scenario starts a container from the tests/images images, runs
 to <scenario>.jsonl (live `verdict` records are left out: the unit tests make their own).
 tests/unit/test_stories.py replays them without root. `oom.jsonl` is recorded too when the
 kernel's OOM killer fires in a `--memory 8m` container (it does here, cgroup v1).
+`ptrace-*` scenarios trace with `--backend ptrace`, which never sees SIGKILL.
+
+`slowstop-pidwrap.jsonl` is not re-made here: a slowstop recorded (bcc backend) when the host's
+pids had wrapped around (pid_max 32768) between PID 1's start and the stop.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -51,8 +56,14 @@ def wait_log(name: str, text: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def trace(names: list[str], out: Path, action: Callable[[], None]) -> None:
-    cmd = [sys.executable, "-m", "sigtrace", "--format", "jsonl"]
+def trace(
+    names: list[str],
+    out: Path,
+    action: Callable[[], None],
+    backend: str = "auto",
+    before_s: float = 0.0,
+) -> None:
+    cmd = [sys.executable, "-m", "sigtrace", "--format", "jsonl", "--backend", backend]
     for n in names:
         cmd += ["--container", n]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -60,6 +71,7 @@ def trace(names: list[str], out: Path, action: Callable[[], None]) -> None:
     first = proc.stdout.readline()
     assert '"type":"start"' in first, first
     try:
+        time.sleep(before_s)
         action()
         for n in names:
             docker("wait", n, check=False)
@@ -75,16 +87,19 @@ def trace(names: list[str], out: Path, action: Callable[[], None]) -> None:
     print(f"{out.name}: {len(kept)} records", file=sys.stderr)
 
 
-def stop_scenario(scenario: str, image: str, flags: tuple[str, ...] = ()) -> None:
+def stop_scenario(
+    scenario: str, image: str, flags: tuple[str, ...] = (), **trace_opts: Any
+) -> None:
     name = run(scenario, image, flags=flags)
     wait_log(name, "ready")
-    trace([name], HERE / f"{scenario}.jsonl", lambda: docker("stop", "-t", str(GRACE_S), name))
+    stop = lambda: docker("stop", "-t", str(GRACE_S), name)  # noqa: E731
+    trace([name], HERE / f"{scenario}.jsonl", stop, **trace_opts)
 
 
-def kill() -> None:
-    name = run("kill", "st-execform")
+def kill(scenario: str = "kill", **trace_opts: Any) -> None:
+    name = run(scenario, "st-execform")
     wait_log(name, "ready")
-    trace([name], HERE / "kill.jsonl", lambda: docker("kill", name))
+    trace([name], HERE / f"{scenario}.jsonl", lambda: docker("kill", name), **trace_opts)
 
 
 def oom() -> None:
@@ -115,6 +130,13 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "kill": kill,
     "oom": oom,
     "two": two,
+    "ptrace-slowstop": lambda: stop_scenario("ptrace-slowstop", "st-slowstop", backend="ptrace"),
+    "ptrace-kill": lambda: kill("ptrace-kill", backend="ptrace"),
+    # 1.5 s first: the loop's `sleep` exits before the stop are what show that server.sh (an
+    # older pid) ran before it; ptrace does not see the stop's sender, `runc kill`.
+    "ptrace-noforward": lambda: stop_scenario(
+        "ptrace-noforward", "st-noforward", backend="ptrace", before_s=1.5
+    ),
 }
 
 
