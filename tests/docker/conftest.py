@@ -25,6 +25,8 @@ NAME_PREFIX = "st-test-"
 # (`docker ps -a --filter label=sigtrace.test`) without touching other users' containers.
 OWNER_LABEL = "sigtrace.test=1"
 CMD_TIMEOUT_S = 60.0
+# Every backend traces the Docker scenarios; what one cannot see is asserted, not skipped.
+BACKENDS = ("core", "bcc", "tracefs", "ptrace")
 
 
 # Test modules import helpers from `sigtrace_docker_helpers`: several folders have a
@@ -159,6 +161,12 @@ def docker_images(docker_daemon: None) -> tuple[str, ...]:
     """Builds the st-* images if missing or stale; returns their names."""
     images.ensure_images(DOCKER)
     return images.IMAGE_NAMES
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The `--backend` a test traces with: each test runs once per backend."""
+    return str(request.param)
 
 
 @pytest.fixture
