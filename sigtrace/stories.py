@@ -76,6 +76,11 @@ SETTLE_S = 1.5  # after PID 1's exit; the correlator may hold a record back up t
 OOM_LINK_S = 2.0
 PRE_START_KEEP = 64  # records kept per container before anything starts a story
 MAX_ITEMS = 4096  # records kept per story; beyond, later ones are counted, not kept
+# A container whose PID 1's exit is never seen (a backend that reports only exits of processes
+# in traced signals, a filter) must not be kept for good: with nothing new for this long, a
+# story that never started is dropped, and one that started is told as it stands.
+IDLE_UNSTARTED_S = 600.0
+IDLE_STARTED_S = 3600.0
 MAX_LISTED = 32  # entries in `exits`, `forwarded`, `killed_by_teardown`
 MAX_EVIDENCE = 10
 SHELLS = frozenset({"sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "busybox"})
@@ -155,8 +160,10 @@ class _Story:
     started: bool = False
     end: _Item | None = None  # PID 1's exit
     dropped: int = 0
+    last: int = 0  # time of its newest record
 
     def add(self, item: _Item) -> None:
+        self.last = max(self.last, item.t)
         if len(self.items) >= MAX_ITEMS:
             self.dropped += 1
             return
@@ -178,6 +185,7 @@ class StoryTracker:
         self._open: dict[str, _Story] = {}
         self._ending: list[_Story] = []
         self._now = 0
+        self._idle_check = 0  # when idle open stories were last looked for
 
     def feed(self, rec: Rec) -> list[Rec]:
         """Verdicts now due (possibly none), after taking in one output record."""
@@ -240,11 +248,30 @@ class StoryTracker:
         )
 
     def _due(self) -> list[Rec]:
+        out = self._idle()
         due = [s for s in self._ending if s.end and s.end.t + self.settle_ns <= self._now]
         if not due:
-            return []
+            return out
         self._ending = [s for s in self._ending if s not in due]
-        return [v for s in sorted(due, key=_end_time) if (v := judge(s, self.traced))]
+        return out + [v for s in sorted(due, key=_end_time) if (v := judge(s, self.traced))]
+
+    def _idle(self) -> list[Rec]:
+        """Open stories with nothing new for long: unstarted ones go, started ones are told."""
+        if self._now - self._idle_check < _NS:  # once a second is enough
+            return []
+        self._idle_check = self._now
+        out: list[Rec] = []
+        for cid, s in list(self._open.items()):
+            idle_ns = self._now - s.last
+            if idle_ns > (IDLE_STARTED_S if s.started else IDLE_UNSTARTED_S) * _NS:
+                del self._open[cid]
+                if s.started and (v := judge(s, self.traced)):
+                    out.append(v)
+        return out
+
+    def held(self) -> int:
+        """Stories held: open, and ended but not yet told."""
+        return len(self._open) + len(self._ending)
 
 
 def _end_time(story: _Story) -> int:
@@ -741,7 +768,7 @@ def _caveat(f: _Facts, traced: Collection[int] | None) -> str | None:
             "one ended it, so when it came (kill_at, grace_s) is unknown"
         )
     if f.end is None:
-        notes.append("tracing ended before PID 1 exited")
+        notes.append("PID 1 had not exited when this was told (tracing ended, or an hour passed)")
     if f.dropped:
         notes.append(f"{f.dropped} later records of this story were not kept")
     return "; ".join(notes) or None

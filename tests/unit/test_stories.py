@@ -286,7 +286,37 @@ def test_flush_mid_story_is_marked_incomplete() -> None:
     (v,) = run(until_kill)
     assert v["verdict"] == "ignored_by_pid1" and v["complete"] is False
     assert v["kill_at"] is None and v["exit_code"] is None
-    assert "tracing ended" in v["caveat"]
+    assert "had not exited" in v["caveat"]
+
+
+def later(records: list[dict], seconds: float) -> str:
+    """The records' clock, `seconds` after the last of them."""
+    return FORMAT(parse_time(records[-1]["time"]) + int(seconds * 10**9))
+
+
+def test_a_container_whose_pid1_exit_is_never_seen_is_not_kept_for_good() -> None:
+    """A job whose PID 1 exits unseen (a backend reports only exits in traced signals): its
+    records must not pin memory while the daemon runs for weeks."""
+    records = load("shellform")
+    routine = [r for r in records if r["type"] == "exit" and not r["process"]["pid1"]][:1]
+    assert routine, "the recording has a child's exit"
+    t = StoryTracker()
+    assert t.feed(routine[0]) == [] and t.held() == 1
+    assert t.poll(later(routine, 60)) == [] and t.held() == 1  # a stop may still come
+    assert t.poll(later(routine, 601)) == [] and t.held() == 0  # nothing started: no verdict
+
+
+def test_a_stop_that_never_ends_is_told_after_an_hour_and_forgotten() -> None:
+    records = load("shellform")
+    until_kill = [r for r in records if r["type"] == "start" or r.get("signal") != "SIGKILL"]
+    until_kill = until_kill[: next(i for i, r in enumerate(until_kill) if r["type"] == "exit")]
+    t = StoryTracker()
+    for r in until_kill:
+        assert t.feed(r) == []
+    assert t.poll(later(until_kill, 1800)) == [] and t.held() == 1
+    (v,) = t.poll(later(until_kill, 3601))
+    assert v["verdict"] == "ignored_by_pid1" and v["complete"] is False
+    assert "had not exited" in v["caveat"] and t.held() == 0
 
 
 def test_no_story_without_a_stop_a_kill_or_an_oom() -> None:
