@@ -330,7 +330,9 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	} else {
 		call = NULL;
 		/* seq 0: no syscall record will follow (no hooks), nothing to wait for */
-		if (regs_syscalls) {
+		/* bpf_task_pt_regs() came in 5.15: before, the call stays unknown (the verifier
+		 * never sees the branch, so the program still loads). */
+		if (regs_syscalls && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
 			struct pt_regs___x86 *r = (void *)bpf_task_pt_regs(cur);
 
 			if (call_from_regs(r, BPF_CORE_READ(r, orig_ax), &from_regs) &&

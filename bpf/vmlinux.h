@@ -193,4 +193,9 @@ enum cgroup_subsys_id {
 	pids_cgrp_id = 11,
 };
 
+/* Whether the kernel has a helper (bpf_task_pt_regs: 5.15), checked at load time. */
+enum bpf_func_id {
+	BPF_FUNC_task_pt_regs = 175,
+};
+
 #endif /* __SIGTRACE_VMLINUX_H__ */

@@ -109,7 +109,7 @@ def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
 # The start record's `cannot_see` under --no-syscalls.
 NO_SYSCALLS = (
     "failed kill() calls (EPERM, ESRCH) and fan-out counts (--no-syscalls; the call of each "
-    "signal is read from its sender's registers)"
+    "signal is read from its sender's registers on Linux 5.15+)"
 )
 NO_SYSCALLS_NO_REGS = (
     "kill-family syscalls (--no-syscalls): no syscall names, fan-out counts or failed calls"
