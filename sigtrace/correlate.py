@@ -60,7 +60,6 @@ class Correlator:
         self._tie = itertools.count()
         self._memo: dict[tuple[wire.Task, str], dict] = {}
         self._memo_since = 0
-        self.counts: dict[str, int] = {}
 
     def _proc(self, task: wire.Task, role: str) -> dict:
         key = (task, role)
@@ -72,7 +71,6 @@ class Correlator:
         return d
 
     def _base(self, kind: str, ts_ns: int) -> Out:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
         return {"schema": SCHEMA, "type": kind, "time": self.time_of(ts_ns)}
 
     def feed(self, rec: wire.Record) -> list[Out]:

@@ -49,6 +49,7 @@ class Session:
         self.stopping = False
         self.live = False
         self.lost_reported = 0
+        self.counts: dict[str, int] = {}  # records written, by type: the stop record's `records`
         self._lost_at = -LOST_EVERY_NS
         self.on_ready = on_ready
         self._deferred: list[Callable[[], None]] = []
@@ -68,6 +69,9 @@ class Session:
         self._deferred.append(fn)
 
     def _out(self, rec: dict) -> None:
+        kind = rec["type"]
+        if kind not in ("start", "stop"):
+            self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.stamp:
             rec.update(self.stamp)
         self.writer.write(rec)
@@ -167,7 +171,7 @@ class Session:
                 "schema": SCHEMA,
                 "type": "stop",
                 "time": self.clock.now_iso(),
-                "records": dict(self.correlator.counts),
+                "records": dict(self.counts),
                 "lost": self.lost_reported,
             }
         )

@@ -537,6 +537,8 @@ def _oom_ended_it(f: _Facts) -> bool:
 
 def judge(story: _Story, traced: Collection[int] | None = None) -> Rec | None:
     """The verdict record of one story, or None when it is no termination story."""
+    if traced is not None and story.stop_signo not in traced and signals.SIGKILL not in traced:
+        return None  # neither a stop nor a kill asked for (--signal USR2): no story to tell
     f = _collect(story)
     verdict = _verdict(f)
     if verdict is None:

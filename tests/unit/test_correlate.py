@@ -136,13 +136,6 @@ def test_overdue_syscall_flushes_without_fanout() -> None:
     assert out["fanout"] is None and (out["scope"], out["syscall"]) == ("pgrp", "kill")
 
 
-def test_counts_per_type() -> None:
-    c = corr()
-    c.feed(gen(1, 21))
-    c.feed(wire.Exit(2, 0, 15, 0, task(21)))
-    assert c.counts == {"signal": 1, "exit": 1}
-
-
 def load(name: str) -> tuple[list[dict], dict]:
     with open(STREAMS / f"{name}.raw", "rb") as f:
         offset, records = read(f)

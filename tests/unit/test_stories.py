@@ -319,6 +319,14 @@ def test_a_stop_that_never_ends_is_told_after_an_hour_and_forgotten() -> None:
     assert "had not exited" in v["caveat"] and t.held() == 0
 
 
+def test_no_story_when_neither_the_stop_signal_nor_sigkill_is_traced() -> None:
+    # `--signal USR2`: PID 1's exit by SIGKILL is still seen (exits of container inits are
+    # reported), but no termination was asked about.
+    assert run(load("shellform"), StoryTracker(traced={12})) == []
+    (v,) = run(load("shellform"), StoryTracker(traced={9}))  # KILL alone: told, with a caveat
+    assert "--signal TERM" in v["caveat"]
+
+
 def test_no_story_without_a_stop_a_kill_or_an_oom() -> None:
     before_stop = [r for r in load("execform") if r["type"] in ("start", "exit")]
     assert run(before_stop[:2]) == []  # a routine exit of a child: no story
