@@ -50,7 +50,7 @@ def container_object(c: RuntimeContainer) -> dict:
 class ContainerResolver:
     """Task → ContainerRef, by cgroup id (cached: ids are not reused while we run)."""
 
-    def __init__(self, cgroups: CgroupIds, procfs: Procfs, max_cached: int = 16384) -> None:
+    def __init__(self, cgroups: CgroupIds, procfs: Procfs, max_cached: int = 4096) -> None:
         self.cgroups = cgroups
         self.procfs = procfs
         self._refs: OrderedDict[tuple[int, int], ContainerRef | None] = OrderedDict()

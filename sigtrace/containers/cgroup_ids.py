@@ -98,7 +98,7 @@ class CgroupIds:
         self,
         sys_root: str = "/sys",
         rescan_interval_ms: int = 500,
-        max_entries: int = 65536,
+        max_entries: int = 16384,  # ids of live and recently removed cgroups, per hierarchy
         clock: Callable[[], float] = time.monotonic,
         layout: CgroupLayout | None = None,
     ) -> None:
