@@ -183,18 +183,32 @@ def _ns(text: str) -> int:
 def test_shellform_stop_is_predicted_as_ignored_by_pid1(
     container_factory: ContainerFactory,
 ) -> None:
-    c = container_factory("explain-shell", "st-shellform")
-    c.wait_for_log("ready")
+    c = ready(container_factory, "explain-shell", "st-shellform")
     code, pred = explain(c.name)
     assert (code, pred["expect"], pred["graceful"]) == (10, "ignored_by_pid1", False)
     assert [p["comm"] for p in pred["processes"][:2]] == ["sh", "server.sh"]
 
 
 def test_execform_stop_is_predicted_as_graceful(container_factory: ContainerFactory) -> None:
-    c = container_factory("explain-exec", "st-execform")
-    c.wait_for_log("ready")
+    c = ready(container_factory, "explain-exec", "st-execform")
     code, pred = explain(c.name)
     assert (code, pred["expect"], pred["graceful"]) == (0, "graceful", True)
+
+
+def ready(container_factory: ContainerFactory, name: str, image: str, **opts: object) -> Container:
+    """A container of `image`, once its PID 1 has said it is ready (handlers set)."""
+    c = container_factory(name, image, **opts)
+    c.wait_for_log("ready")
+    return c
+
+
+def stopped(
+    container_factory: ContainerFactory, name: str, image: str, tmp_path: Path, backend: str
+) -> tuple[Container, list[Record], Record]:
+    """A ready container stopped under `sigtrace --backend`: it, the records, the stop signal's."""
+    c = ready(container_factory, name, image)
+    recs = trace_stop(c, tmp_path, backend)
+    return c, recs, the_stop(recs, backend)
 
 
 # --- the stories, per backend -----------------------------------------------------------------
@@ -203,10 +217,7 @@ def test_execform_stop_is_predicted_as_graceful(container_factory: ContainerFact
 def test_shellform_stop_is_told_as_ignored_by_pid1(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-shell", "st-shellform")
-    c.wait_for_log("ready")
-    recs = trace_stop(c, tmp_path, backend)
-    term = the_stop(recs, backend)
+    c, recs, term = stopped(container_factory, "story-shell", "st-shellform", tmp_path, backend)
     assert (term["outcome"], term["reason"]) == ("ignored", "pid1_no_handler")
     v = the_verdict(recs, c)
     assert v["verdict"] == "ignored_by_pid1" and v["exit_code"] == 137
@@ -241,10 +252,7 @@ def test_shellform_stop_is_told_as_ignored_by_pid1(
 def test_execform_stop_is_told_as_graceful(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-exec", "st-execform")
-    c.wait_for_log("ready")
-    recs = trace_stop(c, tmp_path, backend)
-    term = the_stop(recs, backend)
+    c, recs, term = stopped(container_factory, "story-exec", "st-execform", tmp_path, backend)
     assert (term["outcome"], term["target_state"]["handler"]) == ("delivered", "handler")
     assert any(
         r["type"] == "deliver" and r["target"]["pid"] == c.pid and r["action"] == "handler"
@@ -261,10 +269,7 @@ def test_execform_stop_is_told_as_graceful(
 def test_sig_ign_stop_is_told_as_ignored_sig_ign(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-sigign", "st-sigign")
-    c.wait_for_log("ready")
-    recs = trace_stop(c, tmp_path, backend)
-    term = the_stop(recs, backend)
+    c, recs, term = stopped(container_factory, "story-sigign", "st-sigign", tmp_path, backend)
     assert (term["outcome"], term["reason"]) == ("ignored", "sig_ign")
     assert term["target_state"]["handler"] == "ignore"
     v = the_verdict(recs, c)
@@ -277,8 +282,7 @@ def test_sig_ign_stop_is_told_as_ignored_sig_ign(
 def test_trap_that_does_not_pass_it_on_is_told_as_not_forwarded(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-noforward", "st-noforward")
-    c.wait_for_log("ready")
+    c = ready(container_factory, "story-noforward", "st-noforward")
     before = None
     if backend == "ptrace":
         # What shows that server.sh ran before the stop is a newer pid seen before it: the
@@ -305,10 +309,7 @@ def test_trap_that_does_not_pass_it_on_is_told_as_not_forwarded(
 def test_handler_longer_than_the_grace_period_is_told_as_slow_shutdown(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-slowstop", "st-slowstop")
-    c.wait_for_log("ready")
-    recs = trace_stop(c, tmp_path, backend)
-    term = the_stop(recs, backend)
+    c, recs, term = stopped(container_factory, "story-slowstop", "st-slowstop", tmp_path, backend)
     assert term["outcome"] == "delivered"
     v = the_verdict(recs, c)
     assert (v["verdict"], v["exit_code"], v["wasted_s"]) == ("slow_shutdown", 137, 0.0)
@@ -320,8 +321,7 @@ def test_handler_longer_than_the_grace_period_is_told_as_slow_shutdown(
 def test_docker_kill_is_told_as_killed_without_stop_signal(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-kill", "st-execform")
-    c.wait_for_log("ready")
+    c = ready(container_factory, "story-kill", "st-execform")
     recs = trace_stop(c, tmp_path, backend, kill=True)
     assert pid1_signals(recs, "SIGTERM") == []
     v = the_verdict(recs, c)
@@ -333,8 +333,7 @@ def test_docker_kill_is_told_as_killed_without_stop_signal(
 def test_tini_forwards_the_stop_and_it_is_told_as_graceful(
     container_factory: ContainerFactory, tmp_path: Path, backend: str
 ) -> None:
-    c = container_factory("story-tini", "st-execform", init=True)
-    c.wait_for_log("ready")
+    c = ready(container_factory, "story-tini", "st-execform", init=True)
     recs = trace_stop(c, tmp_path, backend, verdict=backend != "ptrace")
     forwarded = [
         r
