@@ -30,18 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tracers import busy_until, cpu_ticks
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PY = REPO / ".venv" / "bin" / "python"
-
-
-def _ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError):
-        return 0
 
 
 def _pin(cpu: int) -> None:
@@ -158,7 +152,7 @@ def live(tmp: Path, storm: Path, rate: float, seconds: float, profile: bool) -> 
             if p.poll() is not None:
                 raise SystemExit(f"sigtrace exited {p.returncode}")
             time.sleep(0.01)
-        c0 = _ticks(p.pid)
+        c0 = cpu_ticks(p.pid)
         t0 = time.monotonic()
         r = subprocess.run(
             [str(storm), str(seconds), str(rate)],
@@ -166,16 +160,8 @@ def live(tmp: Path, storm: Path, rate: float, seconds: float, profile: bool) -> 
             check=True,
             preexec_fn=lambda: _pin(0),
         )
-        last, prev, idle = time.monotonic(), _ticks(p.pid), 0
-        while idle < 3 and time.monotonic() - last < 120:
-            time.sleep(0.1)
-            now = _ticks(p.pid)
-            if now - prev >= 2:
-                last, idle = time.monotonic(), 0
-            else:
-                idle += 1
-            prev = now
-        cpu = (_ticks(p.pid) - c0) / os.sysconf("SC_CLK_TCK")
+        last = busy_until(p.pid, 120)
+        cpu = (cpu_ticks(p.pid) - c0) / os.sysconf("SC_CLK_TCK")
         elapsed = last - t0
         os.kill(p.pid, signal.SIGTERM)
         p.wait(60)

@@ -85,7 +85,16 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tracers import HERE, REPO, Counts, Tracer, all_tracers, installed_copy, snapshot
+from tracers import (
+    HERE,
+    REPO,
+    Counts,
+    Tracer,
+    all_tracers,
+    busy_until,
+    installed_copy,
+    snapshot,
+)
 
 TARGET_READY_S = 0.1
 TARGET_RSS_MB = 30.0
@@ -429,18 +438,7 @@ class Bench:
             try:
                 t0 = time.monotonic()
                 st = self.run_storm(storm, self.opts.all_seconds)
-                last_busy = time.monotonic()
-                prev, idle = _cpu_ticks(p.pid), 0
-                # Done when its CPU time stops growing: what the kernel handed over is written.
-                while idle < 3 and time.monotonic() - last_busy < 60:
-                    time.sleep(0.1)
-                    now = _cpu_ticks(p.pid)
-                    if now - prev >= 2:
-                        last_busy, idle = time.monotonic(), 0
-                    else:
-                        idle += 1
-                    prev = now
-                elapsed = last_busy - t0
+                elapsed = busy_until(p.pid, 60) - t0
             finally:
                 c = self.finish(t, p, err, out, row)
                 out.unlink(missing_ok=True)
@@ -456,15 +454,6 @@ class Bench:
             c.records / elapsed,
             c.syscalls,
         )
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    except (OSError, IndexError):
-        return 0
 
 
 # -- the table --------------------------------------------------------------------------
