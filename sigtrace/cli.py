@@ -6,17 +6,15 @@ Every error is one line on stderr, `sigtrace: <what>`, with its own exit code
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
+from typing import ClassVar
 
 import click
 
-from sigtrace.commands.daemon import daemon
-from sigtrace.commands.doctor import doctor
-from sigtrace.commands.explain import explain
 from sigtrace.commands.options import make_config, trace_options
-from sigtrace.commands.replay import replay
 from sigtrace.errors import SigtraceError, UsageError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -33,7 +31,28 @@ Examples:
 """
 
 
+class LazyGroup(click.Group):
+    """Subcommands imported when named: `sigtrace` itself starts tracing without loading
+    explain's predictor, the daemon's metrics server or doctor (time to first record)."""
+
+    LAZY: ClassVar[dict[str, str]] = {
+        "daemon": "sigtrace.commands.daemon",
+        "doctor": "sigtrace.commands.doctor",
+        "explain": "sigtrace.commands.explain",
+        "replay": "sigtrace.commands.replay",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY and name not in self.commands:
+            self.add_command(getattr(importlib.import_module(self.LAZY[name]), name))
+        return super().get_command(ctx, name)
+
+
 @click.group(
+    cls=LazyGroup,
     invoke_without_command=True,
     epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -88,12 +107,6 @@ def cli(
     from sigtrace.commands.trace import run_trace
 
     run_trace(make_config(**opts), backend, fmt, output, duration, save_raw)  # type: ignore[arg-type]
-
-
-cli.add_command(doctor)
-cli.add_command(replay)
-cli.add_command(daemon)
-cli.add_command(explain)
 
 
 def main(argv: list[str] | None = None) -> None:

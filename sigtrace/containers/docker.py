@@ -8,12 +8,13 @@ Failures are mapped here, once, to RuntimeUnavailable / ContainerNotFound.
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
 import os
 import re
 import socket
 import urllib.parse
+from typing import Any
 
 from sigtrace.containers.records import (
     MAX_JSON_BYTES,
@@ -37,20 +38,28 @@ class _NoAnswer(Exception):
     """The daemon is absent or did not answer properly: fall back to the files."""
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
+@functools.cache
+def _http() -> tuple[Any, type[Exception]]:
+    """(connection class, http.client's error), imported at the first request: http.client
+    and the ssl it loads cost a tracer that meets no container ~5 ms and ~2 MB at start."""
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def __init__(self, socket_path: str, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = socket_path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except OSError:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixHTTPConnection, http.client.HTTPException
 
 
 def container_from_inspect(doc: dict) -> RuntimeContainer:
@@ -131,12 +140,13 @@ class DockerClient:
 
     def _get(self, path: str) -> object:
         """The decoded JSON body; None on 404. Raises _NoAnswer for everything else."""
-        conn = _UnixHTTPConnection(self.socket_path, self.timeout)
+        connection, http_error = _http()
+        conn = connection(self.socket_path, self.timeout)
         try:
             conn.request("GET", path, headers={"Accept": "application/json"})
             resp = conn.getresponse()
             body = resp.read(MAX_JSON_BYTES + 1)
-        except (OSError, http.client.HTTPException) as e:  # socket.timeout is an OSError
+        except (OSError, http_error) as e:  # socket.timeout is an OSError
             raise _NoAnswer(f"docker socket {self.socket_path}: {_reason(e)}") from None
         finally:
             conn.close()
