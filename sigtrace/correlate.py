@@ -43,7 +43,7 @@ def basic_process(task: wire.Task, role: str = "process") -> dict:
         "pid": task.pid,
         "tid": task.tid,
         "ns_pid": task.ns_pid,
-        "comm": printable(task.comm),
+        "comm": None if task.comm is None else printable(task.comm),  # None: not known
         "pid1": None if task.ns_pid is None else task.ns_pid == 1,
         "uid": task.uid,
     }
@@ -203,6 +203,8 @@ class Correlator:
         out["result"] = None
         out["target_state"] = None
         out["si_pid"] = None
+        if sc.derived:
+            out["derived"] = list(sc.derived)
         return out
 
     def _deliver(self, d: wire.Deliver) -> Out:

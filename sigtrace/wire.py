@@ -192,6 +192,8 @@ class Syscall(NamedTuple):
     count: int
     sys_flags: int
     sender: Task
+    # As Generate's: the sender's fields a backend took from /proc (a failed call's record).
+    derived: tuple[str, ...] = ()
 
 
 class Exit(NamedTuple):

@@ -52,6 +52,9 @@ CANNOT_SEE = [
     "pid: read from /proc when the record is handled, not from the kernel when the signal "
     "was sent (listed in `derived`; null when the process was already gone)",
     "target_state.waiting (sigtimedwait), si_uid, and si_pid of sigqueue and kernel signals",
+    "target_state.blocked of a caught signal whose handler was running when /proc was read "
+    "(the kernel blocks a signal in its handler), unless its delivery came in the same batch: "
+    "null",
     "which signal a group exit's SIGKILL report stands for: inferred from the signal that "
     "caused it and the target's /proc dispositions (`derived`: signal)",
     "--save-raw: BCC's records are not the CO-RE wire format; nothing is saved",

@@ -26,6 +26,7 @@ from sigtrace.backends.proctask import (
     Status,
     TaskFacts,
     si_pid_seen_by,
+    target_state_when_sent,
     unknown_task,
 )
 from sigtrace.backends.userfilter import Filters
@@ -267,9 +268,12 @@ class RecordBuilder:
             return []
         derived = ["sender.ns_pid"] if sident else []
         unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
-        flags = kflags & _KERNEL_FLAGS
-        handler: int | None = None
-        blocked: bool | None = None
+        # Dequeued before /proc was read (its delivery is in this batch): the mask read is
+        # the handler's (it blocks its own signal while it runs), not the one it met when sent.
+        delivered = self._delivered.get((target.pid or ttid, sig), 0) > ts
+        sent = target_state_when_sent(st, sig, delivered)
+        handler, blocked = sent.handler, sent.blocked
+        flags = (kflags & _KERNEL_FLAGS) | sent.flags
         if tident is not None:
             derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
             if target.ns_pid == 1:
@@ -278,19 +282,8 @@ class RecordBuilder:
                 self._track_once(target.pid, 1)  # a thread's signal: the kernel knows only its tid
         else:
             unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
-        if st is not None and st.dispositions_known:
-            handler, blocked = st.handler(sig), st.blocked(sig)
-            derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
-            if blocked and self._delivered.get((target.pid or ttid, sig), 0) > ts:
-                # Dequeued before /proc was read: the mask read is the handler's (it blocks
-                # its own signal while it runs), not the one the signal met when sent.
-                blocked = False
-            if blocked:
-                flags |= wire.F_BLOCKED
-            if st.tracer_pid:
-                flags |= wire.F_PTRACED
-        else:
-            unknown += ["target_state.blocked", "target_state.ptraced"]
+        derived += sent.derived
+        unknown += sent.unknown
         if kflags & BT_F_SENDER_EXITING and sender.ns_pid == 1:
             flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
             derived.append("scope")
@@ -383,12 +376,16 @@ class RecordBuilder:
 
     def _syscall(self, v: tuple) -> list[wire.Record]:
         ts, _, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags = v[:11]
-        sender, _ = self._current(v, 11)
+        sender, sident = self._current(v, 11)
         # A failure is news only for a sender, or a pid it named, that is traced.
         named = bool(self.filters.pids) and req_pid in self.filters.pids
         if count == 0 and self.filters.any and not self.filters.matches(sender) and not named:
             return []
-        rec = wire.Syscall(ts, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags, sender)
+        # A failed call's record shows the sender: its namespace pid came from /proc.
+        derived = ("sender.ns_pid",) if sident else ()
+        rec = wire.Syscall(
+            ts, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags, sender, derived
+        )
         return [rec]
 
     def _oom(self, v: tuple) -> list[wire.Record]:

@@ -44,9 +44,11 @@ def group_exit_at_generation(sig: int, handler: int | None, blocked: bool | None
         return True
     if signals.default_action(sig) != "terminate":
         return False
+    if handler is not None and handler != wire.HANDLER_DFL:
+        return False  # caught or ignored: whatever the mask was
     if handler is None or blocked is None:
         return None
-    return handler == wire.HANDLER_DFL and not blocked
+    return not blocked
 
 
 def forced(code: int, si_pid: int | None) -> bool:

@@ -15,6 +15,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sigtrace import wire
 from sigtrace.containers.cgroup_ids import CgroupIds
@@ -42,6 +43,7 @@ class Status:
     sig_ign: int
     sig_cgt: int
     tracer_pid: int
+    pending: int = 0  # SigPnd | ShdPnd: queued for the thread or for its process
 
     @property
     def dispositions_known(self) -> bool:
@@ -59,6 +61,21 @@ class Status:
     def blocked(self, sig: int) -> bool:
         return bool(self.sig_blk & (1 << (sig - 1)))
 
+    def blocked_when_sent(self, sig: int) -> bool | None:
+        """Was `sig` blocked when it was sent, judged from this later read? None: can't tell.
+
+        The kernel blocks a signal while its handler runs: a caught signal that is blocked
+        but no longer pending was most likely read in its own handler, after it was
+        delivered, and the mask it met when sent is unknown (not "blocked", which would
+        make it pending).
+        """
+        bit = 1 << (sig - 1)
+        if not self.sig_blk & bit:
+            return False
+        if self.sig_cgt & bit and not self.pending & bit:
+            return None
+        return True
+
     @property
     def unkillable(self) -> bool:
         # copy_process() gives every pid namespace's init SIGNAL_UNKILLABLE (the host's too).
@@ -71,6 +88,10 @@ def parse_status(text: str) -> Status | None:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         f[key] = value.strip()
+    if f.get("Tgid") == "0":
+        # Read while release_task() detached its pids (State X): Tgid, NStgid and NSpid all
+        # read 0, which is no pid at all. Unknown, not pid 0 (nor a namespace's init).
+        return None
     try:
         nspid = f.get("NSpid", f["Pid"]).split()
         nstgid = f.get("NStgid", f["Tgid"]).split()
@@ -87,6 +108,7 @@ def parse_status(text: str) -> Status | None:
             sig_ign=int(f["SigIgn"], 16),
             sig_cgt=int(f["SigCgt"], 16),
             tracer_pid=int(f.get("TracerPid", "0")),
+            pending=int(f.get("SigPnd", "0"), 16) | int(f.get("ShdPnd", "0"), 16),
         )
     except (KeyError, ValueError, IndexError):
         return None
@@ -169,8 +191,36 @@ class TaskFacts:
         return int(digits) if digits.isdigit() else 0
 
 
-def unknown_task(pid: int | None, tid: int | None, comm: str = "") -> wire.Task:
-    """A task whose /proc is gone: only what the event itself said. comm "" is "unknown"."""
+class SentState(NamedTuple):
+    """The target's side of a signal as /proc tells it later (`target_state_when_sent`)."""
+
+    handler: int | None
+    blocked: bool | None
+    flags: int  # wire.F_BLOCKED, wire.F_PTRACED
+    derived: list[str]
+    unknown: list[str]
+
+
+def target_state_when_sent(st: Status | None, sig: int, delivered_since: bool) -> SentState:
+    """The handler, blocked mask and tracer a signal met, from /proc read when its record is
+    handled (`derived`); None, listed in `unknown`, where that read cannot tell. Pure.
+
+    `delivered_since`: a delivery of it came after it was sent, before /proc was read: the
+    mask read then is its handler's, and it was not blocked when sent.
+    """
+    if st is None or not st.dispositions_known:
+        return SentState(None, None, 0, [], ["target_state.blocked", "target_state.ptraced"])
+    blocked = False if delivered_since else st.blocked_when_sent(sig)
+    flags = (wire.F_BLOCKED if blocked else 0) | (wire.F_PTRACED if st.tracer_pid else 0)
+    read = ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
+    if blocked is None:
+        return SentState(st.handler(sig), None, flags, read[::2], ["target_state.blocked"])
+    return SentState(st.handler(sig), blocked, flags, read, [])
+
+
+def unknown_task(pid: int | None, tid: int | None, comm: str | None = None) -> wire.Task:
+    """A task whose /proc is gone: only what the event itself said. comm None: unknown (not
+    "", which would read as the task's name in the output)."""
     return wire.Task(0, 0, pid, tid, None, None, 0, None, comm)  # type: ignore[arg-type]
 
 

@@ -38,11 +38,13 @@ STOPS_PER_POLL = 10000
 DETACH_TIMEOUT_S = 2.0
 CANNOT_SEE = [
     "SIGKILL is never seen as a stop: only the exit it causes",
-    "ptrace changes what it observes: a traced task's signals are never ignored when sent, "
-    "so the kernel's decision (result, outcome) is rebuilt from /proc (listed in `derived`)",
+    "ptrace changes what it observes: a traced task's signals (but SIGKILL) are never "
+    "ignored when sent, so the kernel's decision (result, outcome) is rebuilt from /proc "
+    "(listed in `derived`)",
     "one tracer per process: a process already under strace/gdb cannot be traced",
     "signals are seen when delivered, not when sent: no pending or merged signals, "
-    "no sender outside the tracee's pid namespace, no system call (fan-out, failures), "
+    "no sender outside the tracee's pid namespace, nor one that exited before delivery (it "
+    "is looked up by si_pid in /proc), no system call (fan-out, failures), "
     "none taken with sigtimedwait/signalfd (tini, dumb-init: their stop tells no story)",
     "only the processes asked for and their descendants",
 ]

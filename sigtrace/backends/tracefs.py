@@ -26,7 +26,7 @@ from sigtrace.backends.tracefs_instance import (
     pid_filter,
     remove_stale,
 )
-from sigtrace.backends.tracefs_parse import parse_line
+from sigtrace.backends.tracefs_parse import parse_line, saved_names
 from sigtrace.backends.tracefs_records import SYSCALLS, RecordBuilder
 from sigtrace.backends.userfilter import Filters
 from sigtrace.config import TraceConfig
@@ -39,10 +39,17 @@ from sigtrace.signals import SIGKILL
 LINES_PER_POLL = 20000
 # How often --pid's threads and the followed containers' processes are looked up again.
 PRIME_INTERVAL_NS = 500_000_000
+# ftrace's pid → comm/tgid caches are read again at most this often (a few ms each time).
+SAVED_NAMES_INTERVAL_NS = 50_000_000
 CANNOT_SEE = [
-    "the target's handler, blocked mask, tgid, namespace pid and uid: read from /proc when "
-    "the line is handled, not from the kernel when the signal was sent (listed in `derived`; "
-    "null when the process was already gone)",
+    "the target's handler, blocked mask, tgid, namespace pid and uid, and the sender's "
+    "namespace pid and uid: read from /proc when the line is handled, not from the kernel "
+    "when the signal was sent (listed in `derived`; null when the process was already gone)",
+    "target_state.blocked of a caught signal whose handler was running then (the kernel "
+    "blocks a signal in its handler): null",
+    "a line names its task (sender) from ftrace's comm and tgid caches, which can still hold "
+    "an earlier task with that pid: /proc decides while it runs (`derived`); once it is gone, "
+    "its exit or the caches read again name it, else its pid and comm are null",
     "target_state.waiting (sigtimedwait), and si_pid of sigqueue and kernel signals",
     "cgroups: the tracepoints carry none; --container/--pod filter in user space, "
     "from /proc/<pid>/cgroup",
@@ -95,6 +102,8 @@ class TracefsBackend(Backend):
         self._primed: set[int] = set()
         self._primed_at = 0
         self._tids: set[int] = set()
+        self._root = ""
+        self._names_read_at = 0
 
     def open(self) -> None:
         for what, ok, detail in self.probe(self.config):
@@ -104,6 +113,7 @@ class TracefsBackend(Backend):
         if root is None:
             raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
         remove_stale(root, self.config.proc_root)
+        self._root = root
         procfs = Procfs(self.config.proc_root)
         cgroups = CgroupIds(sys_root=self.config.sys_root)
         facts = TaskFacts(procfs, cgroups)
@@ -113,7 +123,7 @@ class TracefsBackend(Backend):
             cgroups_active=self.config.filters_cgroups,
             cgroup_ids=set(self.config.cgroup_ids),
         )
-        self.builder = RecordBuilder(facts, self.config.signals, filters)
+        self.builder = RecordBuilder(facts, self.config.signals, filters, self._saved_names)
         try:
             self._open_events()
             self.instance = Instance(root)
@@ -210,6 +220,22 @@ class TracefsBackend(Backend):
             raise BackendError("backend is not open")
         self.builder.filters.cgroup_ids |= ids
 
+    def _saved_names(self, tids: set[int]) -> dict[int, tuple[str | None, int]]:
+        """ftrace's pid → comm and pid → tgid caches, read now (RecordBuilder.confirm); at most
+        every SAVED_NAMES_INTERVAL_NS, else nothing: the tasks stay unnamed."""
+        now = time.monotonic_ns()
+        if now - self._names_read_at < SAVED_NAMES_INTERVAL_NS:
+            return {}
+        self._names_read_at = now
+        texts = []
+        for name in ("saved_cmdlines", "saved_tgids"):
+            try:
+                with open(os.path.join(self._root, name)) as f:
+                    texts.append(f.read())
+            except OSError:
+                texts.append("")
+        return saved_names(texts[0], texts[1], tids)
+
     def _housekeeping(self) -> None:
         now = time.monotonic_ns()
         if now - self._primed_at < PRIME_INTERVAL_NS:
@@ -290,7 +316,7 @@ class TracefsBackend(Backend):
                 p = parse_line(raw.decode("utf-8", "backslashreplace"))
                 if p is not None:
                     records += self.builder.line(p)
-        records = self.builder.patch_tgids(records)
+        records = self.builder.confirm(self.builder.patch_tgids(records))
         if lines >= LINES_PER_POLL or (self.stopping and lines):
             self._deferred_exits = exits  # their lines may still be in the pipe
         else:

@@ -144,6 +144,22 @@ def parse_line(line: str) -> Parsed | None:
     return out
 
 
+def saved_names(cmdlines: str, tgids: str, tids: set[int]) -> dict[int, tuple[str | None, int]]:
+    """`tids` in ftrace's caches as read now: saved_cmdlines (`pid comm`) and saved_tgids
+    (`pid tgid`) → {tid: (comm or None, tgid)}; a tid without a tgid is left out."""
+    comms: dict[int, str] = {}
+    for line in cmdlines.splitlines():
+        pid, _, comm = line.partition(" ")
+        if pid.isdigit() and int(pid) in tids:
+            comms[int(pid)] = comm
+    out = {}
+    for line in tgids.splitlines():
+        pid, _, tgid = line.partition(" ")
+        if pid.isdigit() and int(pid) in tids and tgid.isdigit() and int(tgid) > 0:
+            out[int(pid)] = (comms.get(int(pid)), int(tgid))
+    return out
+
+
 def signed32(value: int) -> int:
     """A syscall argument (an unsigned 64-bit register) as the pid_t/int it was."""
     value &= 0xFFFFFFFF

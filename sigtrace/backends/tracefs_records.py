@@ -10,6 +10,7 @@ handled (`TaskFacts`), so those fields are listed in `derived`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,13 @@ from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
 from sigtrace.backends.group_exits import GroupExits, bounded_set
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by, unknown_task
+from sigtrace.backends.proctask import (
+    Identity,
+    TaskFacts,
+    si_pid_seen_by,
+    target_state_when_sent,
+    unknown_task,
+)
 from sigtrace.backends.tracefs_parse import signed32
 from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO, is_fanout_request
@@ -48,9 +55,26 @@ class Call:
     emitted: int = 0  # ... and that passed the pid/cgroup filters
 
 
+# A record's current task: the one whose context its line was traced in.
+_CURRENT = {
+    wire.Generate: "sender",
+    wire.Syscall: "sender",
+    wire.Deliver: "task",
+    wire.Oom: "trigger",
+}
+SavedNames = Callable[[set[int]], dict[int, tuple[str | None, int]]]
+
+
 class RecordBuilder:
-    def __init__(self, facts: TaskFacts, wanted: frozenset[int], filters: Filters) -> None:
+    def __init__(
+        self,
+        facts: TaskFacts,
+        wanted: frozenset[int],
+        filters: Filters,
+        saved_names: SavedNames = lambda tids: {},
+    ) -> None:
         self.facts = facts
+        self.saved_names = saved_names  # ftrace's pid → comm/tgid caches, read again now
         self.wanted = wanted
         self.filters = filters
         self.seq = 0
@@ -62,6 +86,8 @@ class RecordBuilder:
         self.group_exit = GroupExits()  # tgid → the signal that ends it
         self.oom_victims: dict[int, bool] = {}
         self.tgid_of: dict[int, int] = {}  # tid → tgid, from the lines' record-tgid column
+        self.exit_comm: dict[int, str] = {}  # tid → its comm when its group died (the event's)
+        self._unsure: set[int] = set()  # tids named by ftrace's caches alone in this batch
 
     # --- lines ----------------------------------------------------------------------------
 
@@ -80,21 +106,33 @@ class RecordBuilder:
         elif event == "sched_process_exit":
             if p.get("group_dead") is not False:
                 bounded_set(self.exiting, p["pid"], (p["comm"], p["ts_ns"]))
+                bounded_set(self.exit_comm, p["pid"], p["comm"])
         elif event == "mark_victim":
             return self._oom(p)
         return []
 
-    def _task(self, tid: int, tgid: int | None, comm: str | None) -> tuple[wire.Task, bool]:
-        """(task, from /proc?): the line's own tgid and comm win over /proc's."""
+    def _task(
+        self, tid: int, tgid: int | None, comm: str | None, cached: bool = True
+    ) -> tuple[wire.Task, list[str]]:
+        """(task, its fields read from /proc). A line's task comm and tgid come from ftrace's
+        caches (`cached`), written when a task is switched out after an event: a line read
+        before that names whatever task had this pid earlier. So /proc decides for a task it
+        has; for one gone, confirm() names it at the end of the batch."""
+        if tid == 0:
+            return unknown_task(None, 0, comm), []  # the idle task: ftrace names it itself
         ident = self.facts.identity(tid)
         if ident is None:
-            return unknown_task(tgid, tid, comm or ""), False
-        task = ident.task
-        if tgid is not None and tgid != task.pid:
-            task = task._replace(pid=tgid)
-        if comm is not None:
-            task = task._replace(comm=comm)
-        return task, True
+            if cached:
+                self._unsure.add(tid)
+            return unknown_task(tgid, tid, comm), []
+        task, read = ident.task, ["ns_pid", "uid"]
+        if tgid != task.pid:
+            read.append("pid")
+        if not cached and comm is not None:
+            task = task._replace(comm=comm)  # an event's own field
+        elif comm != task.comm:
+            read.append("comm")
+        return task, read
 
     def _generate(self, p: dict[str, Any]) -> list[wire.Record]:
         sig, code, result = p["sig"], p["code"], p["result"]
@@ -106,7 +144,7 @@ class RecordBuilder:
             call.count += 1
         else:
             call = None
-        sender, sender_known = self._task(stid, p["common_tgid"], p["common_comm"])
+        sender, sender_read = self._task(stid, p["common_tgid"], p["common_comm"])
         st = self.facts.status(ttid)
         tident = self.facts.identity(ttid)
         if tident is not None:
@@ -115,30 +153,19 @@ class RecordBuilder:
             target = unknown_task(None, ttid, p["comm"])
         if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
             return []
-        derived: list[str] = []
+        derived = [f"sender.{f}" for f in sender_read]
         unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
-        if sender_known:
-            derived += ["sender.ns_pid", "sender.uid"]
-            if p["common_tgid"] is None:
-                derived.append("sender.pid")
-        flags = 0
-        handler: int | None = None
-        blocked: bool | None = None
+        # /proc read now, not when sent: a caught signal read blocked may be in its handler
+        sent = target_state_when_sent(st, sig, delivered_since=False)
+        handler, blocked, flags = sent.handler, sent.blocked, sent.flags
         if tident is not None:
             derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
             if target.ns_pid == 1:
                 flags |= wire.F_UNKILLABLE
         else:
             unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
-        if st is not None and st.dispositions_known:
-            handler, blocked = st.handler(sig), st.blocked(sig)
-            derived += ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
-            if blocked:
-                flags |= wire.F_BLOCKED
-            if st.tracer_pid:
-                flags |= wire.F_PTRACED
-        else:
-            unknown += ["target_state.blocked", "target_state.ptraced"]
+        derived += sent.derived
+        unknown += sent.unknown
         seq = nr = req_pid = sys_flags = 0
         if call is not None:
             call.emitted += 1
@@ -199,7 +226,7 @@ class RecordBuilder:
 
     def _deliver(self, p: dict[str, Any]) -> list[wire.Record]:
         sig, code, tid = p["sig"], p["code"], p["common_pid"]
-        task, known = self._task(tid, p["common_tgid"], p["common_comm"])
+        task, read = self._task(tid, p["common_tgid"], p["common_comm"])
         key = task.pid if task.pid is not None else tid
         flags = 0
         gcode = 0
@@ -224,10 +251,8 @@ class RecordBuilder:
             return []
         if self.filters.any and not self.filters.matches(task):
             return []
-        if known:
-            derived += ["target.ns_pid", "target.uid", "action"]
-            if p["common_tgid"] is None:
-                derived.append("target.pid")
+        if read:
+            derived += [f"target.{f}" for f in read] + ["action"]
             if task.ns_pid == 1:
                 flags |= wire.F_UNKILLABLE
         bounded_set(self.tracked, key, True)
@@ -281,7 +306,7 @@ class RecordBuilder:
         fan = is_fanout_request(call.nr, call.req_pid, call.sys_flags)
         if call.emitted > 0 and not fan:
             return []
-        sender, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
+        sender, sender_read = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
         if call.emitted == 0:
             if call.count > 0 or ret >= 0:
                 return []
@@ -301,11 +326,13 @@ class RecordBuilder:
                 call.count,
                 call.sys_flags,
                 sender,
+                # A failed call's record shows the sender too: say what came from /proc.
+                tuple(f"sender.{f}" for f in sender_read),
             )
         ]
 
     def _oom(self, p: dict[str, Any]) -> list[wire.Record]:
-        victim, _ = self._task(p["pid"], None, p["comm"])
+        victim, _ = self._task(p["pid"], None, p["comm"], cached=False)
         if self.filters.any and not self.filters.matches(victim):
             return []
         trigger, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
@@ -324,6 +351,33 @@ class RecordBuilder:
                 if tgid is not None:
                     rec = rec._replace(target=rec.target._replace(pid=tgid))
             out.append(rec)
+        return out
+
+    def confirm(self, records: list[wire.Record]) -> list[wire.Record]:
+        """Name the tasks that were gone from /proc when their line was handled (after this
+        batch's lines). Gone, each has been switched out for the last time, so its own exit
+        line (a group's last thread: the event's comm) or ftrace's caches read now name it,
+        not an earlier task with its pid; else its comm and tgid are unknown, not guessed."""
+        unsure, self._unsure = self._unsure, set()
+        if not unsure:
+            return records
+        saved: dict[int, tuple[str | None, int]] | None = None
+        out: list[wire.Record] = []
+        for rec in records:
+            role = _CURRENT.get(type(rec))
+            task = getattr(rec, role) if role else None
+            if task is None or task.tid not in unsure or task.ns_pid is not None:
+                out.append(rec)
+                continue
+            exit_comm = self.exit_comm.get(task.tid)
+            if exit_comm is not None and task.pid == task.tid:
+                named = task._replace(comm=exit_comm)
+            else:
+                if saved is None:
+                    saved = self.saved_names(unsure)
+                comm, tgid = saved.get(task.tid, (None, None))
+                named = task._replace(comm=exit_comm or comm, pid=tgid)
+            out.append(rec._replace(**{role: named}))
         return out
 
     # --- exits ----------------------------------------------------------------------------

@@ -112,6 +112,13 @@ def test_failed_syscall_becomes_a_failed_signal() -> None:
     )
 
 
+def test_failed_syscall_lists_what_its_backend_took_from_proc() -> None:
+    sc = syscall(5, 9, req=4242, count=0, ret=-1)._replace(derived=("sender.ns_pid",))
+    (out,) = corr().feed(sc)
+    assert out["derived"] == ["sender.ns_pid"]
+    assert "derived" not in corr().feed(syscall(5, 9, req=4242, count=0, ret=-1))[0]
+
+
 def test_successful_syscall_without_traced_signals_says_nothing() -> None:
     assert corr().feed(syscall(5, 9, req=4242, count=0, ret=0)) == []
 

@@ -38,6 +38,10 @@ def test_group_exit_at_generation() -> None:
     assert group_exit_at_generation(11, DFL, False) is False  # dumps core: not at generation
     assert group_exit_at_generation(17, DFL, False) is False
     assert group_exit_at_generation(15, None, False) is None
+    assert group_exit_at_generation(15, DFL, None) is None
+    # caught or ignored: no group exit, whether the mask is known or not
+    assert group_exit_at_generation(15, FUNC, None) is False
+    assert group_exit_at_generation(15, IGN, None) is False
 
 
 def test_forced() -> None:

@@ -50,6 +50,8 @@ def test_traced_init_sigterm_from_the_host_is_classified_as_untraced() -> None:
     )
     assert {"result", "outcome"} <= set(gen["derived"])
     assert gen["si_pid"] == 0 and gen["sender"]["pid"] is None
+    # an unknown sender is all null: no empty comm passed off as its name
+    assert set(gen["sender"].values()) == {None}
     assert gen["target_state"]["ptraced"] is True
 
 

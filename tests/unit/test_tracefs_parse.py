@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sigtrace.backends.tracefs_parse import parse_line, signed32
+from sigtrace.backends.tracefs_parse import parse_line, saved_names, signed32
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tracefs"
 LINES = (DATA / "scenarios.trace").read_text().splitlines()
@@ -142,3 +142,12 @@ def test_signed32() -> None:
     assert signed32(0xFFFFFFFF) == -1
     assert signed32(0xFFFFFFFFFFFFABE5) == -0x541B
     assert signed32(15) == 15
+
+
+def test_saved_names_are_ftraces_caches_for_the_tids_asked() -> None:
+    cmdlines = "31000 kill\n12 ksoftirqd/0\n"
+    tgids = "31000 31000\n31002 31000\n12 12\n31003 0\n"
+    assert saved_names(cmdlines, tgids, {31000, 31002, 31003, 4}) == {
+        31000: ("kill", 31000),
+        31002: (None, 31000),  # a thread whose comm was not kept
+    }

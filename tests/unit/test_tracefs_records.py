@@ -16,7 +16,7 @@ from sigtrace import wire
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.tracefs_parse import parse_line
-from sigtrace.backends.tracefs_records import RecordBuilder
+from sigtrace.backends.tracefs_records import RecordBuilder, SavedNames
 from sigtrace.backends.userfilter import Filters
 from sigtrace.correlate import Correlator
 from sigtrace.procfs import Procfs
@@ -48,7 +48,7 @@ def replay(filters: Filters | None = None, wanted: frozenset[int] = frozenset({9
         p = parse_line(line)
         assert p is not None, line
         records += builder.line(p)
-    records = builder.patch_tgids(records)
+    records = builder.confirm(builder.patch_tgids(records))
     for e in json.loads((DATA / "scenarios.exits.json").read_text()):
         records += builder.proc_exit(ProcExit(**e))
     records.sort(key=lambda r: r.ts_ns)
@@ -143,6 +143,56 @@ def test_failed_kill_is_one_failed_record(out: list[Rec]) -> None:
     (f,) = [r for r in out if r["type"] == "signal" and r["outcome"] == "failed"]
     assert f["reason"] == "EPERM" and f["target"]["pid"] == PIDS["handler"]
     assert f["sender"]["pid"] == PIDS["eperm_sender"] and f["sender"]["comm"] == "kill"
+    # kill(1) was gone from /proc when its lines were handled: the rest of it is unknown
+    assert (f["sender"]["ns_pid"], f["sender"]["uid"], f["sender"]["pid1"]) == (None, None, None)
+    assert "derived" not in f
+
+
+def failed_kill(task: str, *after: str, saved: SavedNames = lambda tids: {}) -> Rec:
+    """kill(1, SIGTERM) failing with EPERM, traced as `task` (`comm-pid (tgid)`, as ftrace
+    prints it from its caches), then `after` (lines of the same batch)."""
+    builder = RecordBuilder(
+        RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters(), saved
+    )
+    recs: list[wire.Record] = []
+    for rest in ("sys_kill(pid: 0x1, sig: 0xf)", "sys_kill -> 0xffffffffffffffff", *after):
+        p = parse_line(f"  {task} [001] .....  6429.415757: {rest}")
+        assert p is not None, rest
+        recs += builder.line(p)
+    (f,) = Correlator(str).feed(builder.confirm(recs)[0])
+    assert (f["outcome"], f["reason"]) == ("failed", "EPERM")
+    return f
+
+
+def test_failed_kill_lists_the_senders_fields_read_from_proc() -> None:
+    pid = PIDS["handler"]  # running python, /proc status recorded
+    f = failed_kill(f"python-{pid} ({pid})")
+    assert (f["sender"]["pid"], f["sender"]["ns_pid"], f["sender"]["comm"]) == (pid, pid, "python")
+    assert f["derived"] == ["sender.ns_pid", "sender.uid"]
+
+
+def test_a_stale_ftrace_name_of_a_running_sender_gives_way_to_proc() -> None:
+    # ftrace's caches still name an earlier task with this pid (a thread of 18558's)
+    pid = PIDS["handler"]
+    f = failed_kill(f"docker-{pid} (18558)")
+    assert (f["sender"]["pid"], f["sender"]["comm"]) == (pid, "python")
+    assert f["derived"] == ["sender.ns_pid", "sender.uid", "sender.pid", "sender.comm"]
+
+
+def test_a_sender_gone_from_proc_is_named_by_its_exit_or_ftraces_caches_read_again() -> None:
+    def unread(tids: set[int]) -> dict:
+        raise AssertionError("its exit line named it")
+
+    exit_line = "sched_process_exit: comm=kill pid=31000 prio=120 group_dead=true"
+    f = failed_kill("kill-31000 (31000)", exit_line, saved=unread)
+    assert (f["sender"]["pid"], f["sender"]["tid"], f["sender"]["comm"]) == (31000, 31000, "kill")
+    # Stale names, and no exit line of its own: ftrace's caches, read now that it is gone
+    f = failed_kill("docker-31000 (18558)", saved=lambda tids: {31000: ("kill", 31000)})
+    assert (f["sender"]["pid"], f["sender"]["comm"]) == (31000, "kill")
+    # ... which no longer have it: unknown, not the stale names
+    f = failed_kill("docker-31000 (18558)")
+    assert (f["sender"]["pid"], f["sender"]["tid"], f["sender"]["comm"]) == (None, 31000, None)
+    assert "derived" not in f
 
 
 def test_init_exit_tears_down_its_namespace(out: list[Rec]) -> None:

@@ -1,0 +1,51 @@
+"""The BCC backend's records (bcc_program.c's bytes → wire records), with /proc served from a
+recorded status: what came from /proc is listed in `derived`, what was gone is null."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sigtrace import wire
+from sigtrace.backends.bcc_records import SYSCALL, RecordBuilder
+from sigtrace.backends.proctask import TaskFacts
+from sigtrace.backends.userfilter import Filters
+from sigtrace.correlate import Correlator
+from sigtrace.procfs import Procfs
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "tracefs"
+PIDS = json.loads((DATA / "scenarios.pids.json").read_text())
+STATUS = json.loads((DATA / "scenarios.status.json").read_text())
+EPERM = -1
+
+
+class RecordedProcfs(Procfs):
+    def read(self, pid: int, name: str) -> bytes | None:
+        entry = STATUS.get(str(pid))
+        return entry["status"].encode() if entry and name == "status" else None
+
+
+def failed_kill(sender: int) -> dict:
+    """kill(1, SIGTERM) by `sender` (uid 65534 as the kernel recorded it) that failed."""
+    raw = SYSCALL.pack(
+        1000, wire.KIND_SYSCALL, 0, 7, EPERM, wire.SYS_KILL, 15, 1, 0, 0, 0,
+        0, sender, sender, 65534, 0, b"kill",
+    )  # fmt: skip
+    builder = RecordBuilder(TaskFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters())
+    (rec,) = builder.build([raw])
+    (out,) = Correlator(str).feed(rec)
+    assert (out["outcome"], out["reason"], out["sender"]["pid"]) == ("failed", "EPERM", sender)
+    assert out["sender"]["uid"] == 65534  # the kernel's, whatever /proc says
+    return out
+
+
+def test_failed_kill_lists_the_senders_namespace_pid_read_from_proc() -> None:
+    sender = PIDS["handler"]  # one whose /proc status was recorded
+    out = failed_kill(sender)
+    assert out["sender"]["ns_pid"] == sender and out["derived"] == ["sender.ns_pid"]
+
+
+def test_failed_kill_of_a_sender_gone_from_proc_has_no_namespace_pid() -> None:
+    out = failed_kill(PIDS["eperm_sender"])  # kill(1) exits before its record is handled
+    assert (out["sender"]["ns_pid"], out["sender"]["pid1"]) == (None, None)
+    assert "derived" not in out
