@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from sigtrace_root_helpers import (
+    NOBODY,
     REPO,
     delivers,
     exits,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     Agents = Callable[..., Agent]
 
 ME = os.getpid()
+SIGRTMIN_2 = 36
 BACKENDS = ["core", "tracefs", "ptrace"] + (["bcc"] if "bcc" in registry() else [])
 TRACEFS = Path("/sys/kernel/tracing")
 
@@ -55,6 +57,49 @@ def started(records: list[Record], backend: str) -> Record:
     first = records[0]
     assert first["type"] == "start" and first["backend"] == backend
     return first
+
+
+def cannot_see(records: list[Record], backend: str, text: str) -> bool:
+    """The start record lists `text` among what this backend cannot see."""
+    return any(text in c for c in started(records, backend)["cannot_see"])
+
+
+def verdict(s: Record) -> tuple[str, str | None, str | None]:
+    """A signal record's outcome, its reason, and the tracepoint's result."""
+    return s["outcome"], s["reason"], s["result"]
+
+
+def read_from_proc(rec: Record, field: str, value: object) -> None:
+    """A field its backend read from /proc when it handled the record, not from the kernel:
+    `value`, listed in `derived`, or null when the process was gone by then (not listed)."""
+    got: object = rec
+    for key in field.split("."):
+        got = got[key]  # type: ignore[index]
+    if got is None:
+        assert field not in rec.get("derived", []), rec
+    else:
+        assert got == value and field in rec["derived"], (field, rec)
+
+
+def assert_sender(s: Record, backend: str, pid: int, comm: str) -> None:
+    """A sender that exits at once (kill(1)), as its backend names it. Gone before it was
+    named, it is unknown, not guessed: tracefs keeps the line's thread id (ftrace's comm and
+    tgid columns may still name an earlier task with that pid); ptrace looks it up by si_pid."""
+    sender = s["sender"]
+    if sender["pid"] is None and backend in ("tracefs", "ptrace"):
+        assert (sender["comm"], sender["ns_pid"]) == (None, None)
+        assert sender["tid"] == (pid if backend == "tracefs" else None)
+        assert not {"sender", "sender.pid", "sender.comm"} & set(s.get("derived", []))
+    else:
+        assert (sender["pid"], sender["tid"], sender["comm"]) == (pid, pid, comm)
+
+
+def kill_cmd(*cmd: str, fails: bool = False) -> int:
+    """Runs kill(1) (`cmd`, maybe under NOBODY) to its end; its pid: the signal's sender."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = proc.wait(10)
+    assert (code != 0) == fails, f"{cmd}: exit {code}"  # kill(1) reports a failed kill()
+    return proc.pid
 
 
 def proc_field(pid: int, key: str) -> str:
@@ -81,7 +126,7 @@ def test_namespace_init_ignores_sigterm_from_the_host(
     assert init.alive()
     records = t.stop()  # type: ignore[attr-defined]
 
-    first = started(records, backend)
+    started(records, backend)
     s = one(signals(records, target_pid=init.pid), "signal to the init")
     assert (s["outcome"], s["reason"]) == ("ignored", "pid1_no_handler")
     assert s["target"]["ns_pid"] == 1 and s["target"]["pid1"] is True
@@ -93,7 +138,7 @@ def test_namespace_init_ignores_sigterm_from_the_host(
         assert s["target_state"]["ptraced"] is True
         assert {"result", "outcome", "target_state.unkillable"} <= set(s["derived"])
         assert s["sender"]["pid"] is None  # si_pid 0: outside the init's namespace
-        assert any("ptrace changes what it observes" in c for c in first["cannot_see"])
+        assert cannot_see(records, backend, "ptrace changes what it observes")
     else:
         assert s["sender"]["pid"] == ME and s["syscall"] == "kill"
     if backend == "tracefs":
@@ -156,8 +201,7 @@ def test_exit_codes_0_143_137(tracer: StartTracer, agents: Agents, backend: str)
         # SIGKILL never stops a tracee: only its exit is seen.
         assert signals(records, target_pid=killed.pid) == []
         assert delivers(records, pid=killed.pid) == []
-        first = started(records, backend)
-        assert any("SIGKILL is never seen as a stop" in c for c in first["cannot_see"])
+        assert cannot_see(records, backend, "SIGKILL is never seen as a stop")
     else:
         assert d["reported_as"] == "SIGKILL"
         k = one(signals(records, target_pid=killed.pid), "SIGKILL")
@@ -196,12 +240,184 @@ def test_kill_of_a_process_group(tracer: StartTracer, agents: Agents, backend: s
     if backend == "ptrace":
         # No system calls seen: three signals, no fan-out, and the scope is not known.
         assert all(s["fanout"] is None and "scope" in s["derived"] for s in sigs)
-        first = started(records, backend)
-        assert any("no system call" in c for c in first["cannot_see"])
+        assert cannot_see(records, backend, "no system call")
         return
     fanout = sigs[0]["fanout"]
     assert fanout == {"id": fanout["id"], "count": 3, "requested": -leader.pid}
     assert all(s["fanout"] == fanout and s["scope"] == "pgrp" for s in sigs)
+
+
+def test_blocked_signal_is_pending_then_a_second_one_merges(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    a = agents("TERM=block")
+    t = start(tracer, backend, ["TERM"], [a.pid])
+    os.kill(a.pid, signal.SIGTERM)
+    os.kill(a.pid, signal.SIGTERM)
+    a.run("pending", "pending [15]")
+    records = t.stop()  # type: ignore[attr-defined]
+
+    sigs = signals(records, target_pid=a.pid)
+    assert delivers(records, pid=a.pid) == []
+    if backend == "ptrace":
+        # Never dequeued, so never a stop: neither signal is seen, and detaching left it.
+        assert sigs == [] and cannot_see(records, backend, "no pending or merged signals")
+        a.run("pending", "pending [15]")
+        return
+    first, second = sigs
+    assert verdict(first) == ("pending", "blocked", "delivered")
+    assert verdict(second) == ("merged", "already_pending", "already_pending")
+    for s in (first, second):
+        assert s["target_state"]["blocked"] is True and s["sender"]["pid"] == ME
+        assert ("derived" in s) == (backend != "core")
+        if backend != "core":  # the mask read from /proc: still blocked then
+            assert "target_state.blocked" in s["derived"]
+
+
+def test_kill_without_permission_is_one_failed_record(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    a = agents("TERM=handler")
+    t = start(tracer, backend, ["TERM"], [a.pid])
+    sender = kill_cmd(*NOBODY, "kill", "-TERM", str(a.pid), fails=True)
+    assert a.alive()
+    records = t.stop()  # type: ignore[attr-defined]
+
+    assert delivers(records) == []
+    if backend == "ptrace":
+        # kill() failed before generating anything: no signal, so no stop.
+        assert signals(records) == [] and cannot_see(records, backend, "failures")
+        return
+    s = one(signals(records), "signal")
+    assert (s["signal"], s["outcome"], s["reason"]) == ("SIGTERM", "failed", "EPERM")
+    assert_sender(s, backend, sender, "kill")
+    assert s["target"] == {"pid": a.pid, "tid": None, "ns_pid": None, "comm": None}
+    assert (s["result"], s["target_state"], s["si_pid"]) == (None, None, None)
+    assert (s["scope"], s["fanout"], s["syscall"]) == ("process", None, "kill")
+    if backend == "core":
+        assert s["sender"]["uid"] == 65534 and s["sender"]["ns_pid"] == sender
+        assert "derived" not in s
+        return
+    # kill(1) may have exited before its record was handled: then /proc no longer has it.
+    read_from_proc(s, "sender.ns_pid", sender)
+    if backend == "tracefs":  # no uid in a trace line; its comm and pid from ftrace's caches
+        read_from_proc(s, "sender.uid", 65534)
+        assert cannot_see(records, backend, "ftrace's comm and tgid caches")
+    else:  # bcc: the kernel side records the current task's uid
+        assert s["sender"]["uid"] == 65534
+
+
+def test_sigchld_without_handler_is_ignored_by_default(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    a = agents()
+    t = start(tracer, backend, ["all"], [a.pid])
+    sender = kill_cmd("kill", "-CHLD", str(a.pid))
+    assert a.alive()
+    records = t.stop()  # type: ignore[attr-defined]
+
+    s = one(signals(records, target_pid=a.pid, signo=signal.SIGCHLD), "SIGCHLD")
+    assert verdict(s) == ("ignored", "default_ignore", "ignored")
+    assert s["target_state"]["handler"] == "default" and s["code"] == "SI_USER"
+    assert delivers(records, pid=a.pid) == []
+    if backend == "ptrace":
+        # Traced, it was queued and stopped the tracee: the untraced kernel's decision is
+        # rebuilt; the sender is looked up by si_pid (the kernel's) when the stop is handled.
+        assert s["target_state"]["ptraced"] is True and s["syscall"] is None
+        assert {"result", "outcome", "target_state.handler"} <= set(s["derived"])
+        assert s["si_pid"] == sender
+        assert cannot_see(records, backend, "ptrace changes what it observes")
+        assert_sender(s, backend, sender, "kill")
+        assert ("sender" in s["derived"]) == (s["sender"]["pid"] is not None)
+        return
+    assert_sender(s, backend, sender, "kill")
+    assert s["syscall"] == "kill" and s["target_state"]["ptraced"] is False
+    if backend == "core":
+        assert s["si_pid"] == sender and "derived" not in s
+    else:  # handler read from the live target; si_pid from both tasks' namespaces
+        assert "target_state.handler" in s["derived"]
+        read_from_proc(s, "si_pid", sender)
+
+
+def test_realtime_filter_traces_only_that_signal(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    target = agents("USR1=handler", "RTMIN+2=handler")
+    sender = agents()
+    t = start(tracer, backend, ["RTMIN+2"], [sender.pid, target.pid])
+    for sig, signo in (("USR1", 10), ("RTMIN+2", SIGRTMIN_2), ("USR1", 10)):
+        sender.run(f"kill {target.pid} {sig}")
+        target.expect(f"got {signo}")
+    records = t.stop()  # type: ignore[attr-defined]
+
+    assert records[0]["filters"]["signals"] == ["SIGRTMIN+2"]
+    assert all(r.get("signo") in (None, SIGRTMIN_2) for r in records)
+    s = one(signals(records), "signal")
+    assert (s["signal"], s["signo"], s["code"]) == ("SIGRTMIN+2", SIGRTMIN_2, "SI_USER")
+    assert (s["sender"]["pid"], s["target"]["pid"]) == (sender.pid, target.pid)
+    assert verdict(s) == ("delivered", None, "delivered") and s["si_pid"] == sender.pid
+    assert s["target_state"]["handler"] == "handler"
+    d = one(delivers(records), "deliver")
+    assert (d["signal"], d["signo"], d["action"]) == ("SIGRTMIN+2", SIGRTMIN_2, "handler")
+    assert records.index(s) < records.index(d)
+    if backend == "ptrace":  # seen at delivery: no system call; the sender found by si_pid
+        assert s["syscall"] is None and s["scope"] == "process"
+        assert {"sender", "scope", "outcome", "target_state.handler"} <= set(s["derived"])
+    else:
+        assert s["syscall"] == "kill"
+    assert ("derived" in s) == (backend != "core")
+    if backend in ("tracefs", "bcc"):
+        # The mask is read when the record is handled: in the handler, the kernel blocks the
+        # signal it runs for, so the mask it met when sent is not known then (null).
+        read_from_proc(s, "target_state.blocked", False)
+        assert cannot_see(records, backend, "caught signal whose handler was running")
+    else:
+        assert s["target_state"]["blocked"] is False
+
+
+def test_pid1_ignores_its_own_sigkill_but_dies_of_the_hosts(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    init = agents(pidns=True)
+    t = start(tracer, backend, ["KILL"], [init.pid])
+    init.run("kill 1 KILL")
+    assert init.alive(), "PID 1 died of its own SIGKILL"
+    os.kill(init.pid, signal.SIGKILL)
+    init.wait()  # unshare returns once its child, the init, is gone
+    records = t.stop()  # type: ignore[attr-defined]
+
+    ex = one(exits(records, pid=init.pid), "exit")
+    assert (ex["exit_code"], ex["signal"], ex["core_dumped"], ex["oom"]) == (
+        137,
+        "SIGKILL",
+        False,
+        False,
+    )
+    assert ex["process"]["ns_pid"] == 1 and ex["process"]["pid1"] is True
+    if backend == "ptrace":
+        # Its own SIGKILL was dropped when sent (tracing keeps other signals from being
+        # ignored then, not SIGKILL), the host's never stops a tracee: only the exit is seen.
+        assert signals(records) == [] and delivers(records) == []
+        assert cannot_see(records, backend, "SIGKILL is never seen as a stop")
+        return
+    inside = one(signals(records, target_pid=init.pid, sender_pid=init.pid), "self SIGKILL")
+    assert verdict(inside) == ("ignored", "pid1_no_handler", "ignored") and inside["si_pid"] == 1
+    host = one(signals(records, target_pid=init.pid, sender_pid=ME), "host SIGKILL")
+    assert verdict(host) == ("delivered", None, "delivered") and host["si_pid"] == 0
+    for s in (inside, host):
+        assert s["signal"] == "SIGKILL" and s["target"]["ns_pid"] == 1
+        assert s["target_state"]["unkillable"] is True  # its namespace pid, known at start
+    d = one(delivers(records, pid=init.pid), "deliver")
+    assert (d["signal"], d["action"], d["reported_as"]) == ("SIGKILL", "default_terminate", None)
+    assert [r for r in records if r in (inside, host, d, ex)] == [inside, host, d, ex]
+    if backend == "core":
+        assert host["target_state"]["handler"] == "default"
+        return
+    assert {"si_pid", "target_state.unkillable"} <= set(inside["derived"]) & set(host["derived"])
+    # The dispositions are read when the record is handled: by then the init may be dead.
+    for s in (inside, host):
+        read_from_proc(s, "target_state.handler", "default")
+        read_from_proc(s, "target_state.blocked", False)
 
 
 # --- auto, with features hidden through sigtrace's own settings ------------------------------
