@@ -27,6 +27,10 @@ const volatile bool raw_syscalls = false;
 /* --no-syscalls (x86-64): no syscall hooks, which tax every syscall on the host; a kill-family
  * call is read from the sender's registers when its signal is generated instead. */
 const volatile bool regs_syscalls = false;
+/* Raw hooks on 5.15+: no sys_enter hook (a BPF run on every syscall of the host); the first
+ * signal of a kill-family call creates its entry from the sender's registers, and sys_exit
+ * reads a failed call's arguments from them. */
+const volatile bool lazy_calls = false;
 const volatile long nr_kill = -1;
 const volatile long nr_tkill = -1;
 const volatile long nr_tgkill = -1;
@@ -75,9 +79,10 @@ struct inflight {
 	__u32 _pad;
 };
 
-/* A kill-family syscall in progress, by tid. */
+/* A kill-family syscall in progress, by tid. LRU: a sender that dies inside kill() (its own
+ * group's SIGKILL) never reaches sys_exit to remove its entry. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096); /* threads inside a kill-family call at one moment */
 	__type(key, __u32);
 	__type(value, struct inflight);
@@ -329,15 +334,23 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 		call->count += 1;
 	} else {
 		call = NULL;
-		/* seq 0: no syscall record will follow (no hooks), nothing to wait for */
 		/* bpf_task_pt_regs() came in 5.15: before, the call stays unknown (the verifier
 		 * never sees the branch, so the program still loads). */
-		if (regs_syscalls && bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
+		if ((regs_syscalls || lazy_calls) &&
+		    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
 			struct pt_regs___x86 *r = (void *)bpf_task_pt_regs(cur);
 
 			if (call_from_regs(r, BPF_CORE_READ(r, orig_ax), &from_regs) &&
-			    from_regs.sig == sig)
+			    from_regs.sig == sig) {
+				/* regs_syscalls: seq 0, no syscall record follows, nothing waits */
+				from_regs.count = 1;
 				call = &from_regs;
+				if (lazy_calls) { /* sys_exit finishes it: a fan-out's count, its id */
+					from_regs.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1;
+					bpf_map_update_elem(&inflight, &tid, &from_regs, BPF_ANY);
+					call = bpf_map_lookup_elem(&inflight, &tid);
+				}
+			}
 		}
 	}
 
@@ -472,13 +485,24 @@ static __always_inline int syscall_enter(s32 nr, s32 sig, s32 req_pid, s32 req_t
 	return 0;
 }
 
-static __always_inline int syscall_exit(long ret)
+/* r, id: the raw hook's registers (NULL from the classic tracepoints). */
+static __always_inline int syscall_exit(long ret, struct pt_regs___x86 *r, long id)
 {
 	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
+	struct inflight *found = bpf_map_lookup_elem(&inflight, &tid);
+	struct inflight c = {}, *call = &c; /* a copy: one kind of pointer for the verifier */
+	bool in_map = false;
 
-	if (!call)
-		return 0;
+	if (found) {
+		c = *found;
+		in_map = true;
+	} else {
+		/* lazy_calls: a call that generated no signal made no entry; only a failure is
+		 * news, its arguments still in the registers. */
+		if (!lazy_calls || !r || ret >= 0 || !call_from_regs(r, id, &c) || !sig_wanted(c.sig))
+			return 0;
+		c.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1;
+	}
 	struct task_struct *cur = bpf_get_current_task_btf();
 
 	/* A single-target call's signal carried everything already; only a fan-out's count
@@ -515,7 +539,8 @@ static __always_inline int syscall_exit(long ret)
 	fill_task(&e->sender, cur);
 	bpf_ringbuf_submit(e, 0);
 out:
-	bpf_map_delete_elem(&inflight, &tid);
+	if (in_map)
+		bpf_map_delete_elem(&inflight, &tid);
 	return 0;
 }
 
@@ -541,10 +566,11 @@ int BPF_PROG(raw_sys_exit, struct pt_regs *regs, long ret)
 	if (!raw_syscalls)
 		return 0;
 	struct pt_regs___x86 *r = (void *)regs;
+	long id = BPF_CORE_READ(r, orig_ax);
 
-	if (!signal_syscall(BPF_CORE_READ(r, orig_ax)))
+	if (!signal_syscall(id))
 		return 0;
-	return syscall_exit(ret);
+	return syscall_exit(ret, r, id);
 }
 
 /* Elsewhere: the classic per-syscall tracepoints (user space enables one set or the other). */
@@ -591,37 +617,37 @@ int enter_rt_tgsigqueueinfo(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_exit_kill")
 int exit_kill(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_tkill")
 int exit_tkill(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_tgkill")
 int exit_tgkill(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_pidfd_send_signal")
 int exit_pidfd_send_signal(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_rt_sigqueueinfo")
 int exit_rt_sigqueueinfo(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_rt_tgsigqueueinfo")
 int exit_rt_tgsigqueueinfo(struct trace_event_raw_sys_exit *ctx)
 {
-	return syscall_exit(ctx->ret);
+	return syscall_exit(ctx->ret, NULL, 0);
 }
 
 /* The init of a pid namespace below the host's (before exit_notify() hands the role on). */

@@ -103,12 +103,14 @@ class Libbpf:
         self._vsnprintf = libc.vsnprintf
         self._vsnprintf.restype = ctypes.c_int
         self._vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, v]
+        # One buffer for every line: a verifier log comes as one (long) line.
+        self._line = ctypes.create_string_buffer(1 << 16)
         # Kept as an attribute: libbpf holds the pointer for the life of the process.
         self._print_cb = _PRINT_FN(self._on_print)
         lib.libbpf_set_print(self._print_cb)
 
     def _on_print(self, level: int, fmt: bytes, args: int) -> int:
-        buf = ctypes.create_string_buffer(1024)
+        buf = self._line
         self._vsnprintf(buf, len(buf), fmt, args)
         line = buf.value.decode("utf-8", "replace").rstrip("\n")
         self.log.append(line)

@@ -8,6 +8,7 @@ off when the kernel lacks them, and listed in the start record as what this run 
 from __future__ import annotations
 
 import os
+import re
 import struct
 
 from sigtrace import features, ringbuf, signals, syscalls, wire
@@ -91,6 +92,8 @@ class CoreBackend(Backend):
             "filter_cgroups": int(cfg.filters_cgroups),
             "raw_syscalls": int(hooks and numbers is not None),
             "regs_syscalls": int(not hooks and numbers is not None),
+            # No sys_enter hook where the sender's registers can be read at send time.
+            "lazy_calls": int(hooks and numbers is not None and _has_task_pt_regs()),
         }
         for name, nr in (numbers or {}).items():
             settings[f"nr_{name}"] = nr
@@ -105,7 +108,9 @@ class CoreBackend(Backend):
         )
         for name, prog in obj.programs():
             if name.startswith("raw_sys_"):
-                if not settings["raw_syscalls"]:
+                if not settings["raw_syscalls"] or (
+                    name == "raw_sys_enter" and settings["lazy_calls"]
+                ):
                     obj.disable(prog)
             elif name.startswith(("enter_", "exit_")):
                 if not classic_ok:
@@ -174,6 +179,13 @@ class CoreBackend(Backend):
         if self.obj is not None:
             self.obj.close()
             self.obj = None
+
+
+def _has_task_pt_regs() -> bool:
+    """bpf_task_pt_regs() (Linux 5.15): the program's own CO-RE check decides whether it is
+    used; this decides whether the sys_enter hook can be left out."""
+    m = re.match(r"(\d+)\.(\d+)", features.kernel_release())
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 15)
 
 
 def _pow2_pages(n: int) -> int:
