@@ -63,6 +63,22 @@ def _storm_rate(storm: Path, seconds: float) -> float:
     return json.loads(r.stdout)["rate"]
 
 
+def _start_live(argv: list[str], out: Path) -> subprocess.Popen[bytes]:
+    """sigtrace on CPU 1, returned once its start record is in `out` (tracing is live)."""
+    p = subprocess.Popen(
+        argv,
+        env=_env(),
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: _pin(1),
+    )
+    while not (out.exists() and b'"type":"start"' in out.read_bytes()[:65536]):
+        if p.poll() is not None:
+            raise SystemExit(f"sigtrace exited {p.returncode}")
+        time.sleep(0.01)
+    return p
+
+
 def _prog_stats(ignore: set[int] | None = None) -> dict[int, tuple[str, int, int]]:
     """id -> (name, run_time_ns, run_cnt) of the loaded BPF programs not in ignore."""
     import json
@@ -83,18 +99,10 @@ def hooks(tmp: Path, storm: Path, seconds: float, reps: int) -> None:
     out = tmp / "hooks.jsonl"
     base = [_storm_rate(storm, seconds) for _ in range(reps)]
     others = set(_prog_stats())  # bpftool here cannot name a program's process: new ids
-    p = subprocess.Popen(
-        _sigtrace_argv(["--backend", "core", "--format", "jsonl", "--output", str(out)]),
-        env=_env(),
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: _pin(1),
+    p = _start_live(
+        _sigtrace_argv(["--backend", "core", "--format", "jsonl", "--output", str(out)]), out
     )
     try:
-        while not (out.exists() and b'"type":"start"' in out.read_bytes()[:65536]):
-            if p.poll() is not None:
-                raise SystemExit(f"sigtrace exited {p.returncode}")
-            time.sleep(0.01)
         plain = [_storm_rate(storm, seconds) for _ in range(reps)]
         stats_file.write_text("1")
         s0 = _prog_stats(others)
@@ -140,18 +148,8 @@ def live(tmp: Path, storm: Path, rate: float, seconds: float, profile: bool) -> 
         argv += ["--save-raw", str(raw)]
     else:
         argv = _sigtrace_argv(args)
-    p = subprocess.Popen(
-        argv,
-        env=_env(),
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=lambda: _pin(1),
-    )
+    p = _start_live(argv, out)
     try:
-        while not (out.exists() and b'"type":"start"' in out.read_bytes()[:65536]):
-            if p.poll() is not None:
-                raise SystemExit(f"sigtrace exited {p.returncode}")
-            time.sleep(0.01)
         c0 = cpu_ticks(p.pid)
         t0 = time.monotonic()
         r = subprocess.run(
