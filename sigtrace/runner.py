@@ -44,10 +44,10 @@ def build_session(
         ids = selector.initial()
         config = dataclasses.replace(config, cgroup_ids=tuple(sorted(ids)))
         if not ids:
-            click.echo(
-                f"{log_prefix}: waiting for {', '.join(s.label() for s in selector.selections)}",
-                err=True,
-            )
+            for label in (s.label() for s in selector.selections):
+                reason = selector.waiting.get(label)
+                more = f" ({reason})" if reason else ""
+                click.echo(f"{log_prefix}: waiting for {label}{more}", err=True)
     cls, why = select(backend_name, config)
     if backend_name == "auto" or config.verbose or log_prefix != "sigtrace":
         click.echo(f"{log_prefix}: {why}", err=True)  # a daemon always logs its choice

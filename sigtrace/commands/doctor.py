@@ -37,12 +37,23 @@ def collect(config: TraceConfig) -> dict:
         f"{cat}:{name}": features.tracepoint(cat, name, config.sys_root).ok
         for cat, name in TRACEPOINTS
     }
+    out["runtimes"] = _runtimes()
     try:
         cls, why = select("auto", config)
         out["auto"] = {"backend": cls.name, "why": why}
     except SigtraceError as exc:
         out["auto"] = {"backend": None, "why": exc.message}
     return out
+
+
+def _runtimes() -> list[dict]:
+    """Which container runtimes are here, and whether they answer (names come from them)."""
+    from sigtrace.enrich import default_cache
+
+    return [
+        {"runtime": r.runtime, "state": r.state, "detail": r.detail.removeprefix(f"{r.runtime}: ")}
+        for r in default_cache().list_all().runtimes
+    ]
 
 
 def report(info: dict, fmt: str, stream: TextIO) -> None:
@@ -58,6 +69,10 @@ def report(info: dict, fmt: str, stream: TextIO) -> None:
     stream.write("tracepoints (tracefs):\n")
     for tp, ok in info["tracepoints"].items():
         stream.write(f"  [{'x' if ok else ' '}] {tp}\n")
+    stream.write("container runtimes:\n")
+    for r in info["runtimes"]:
+        mark = {"answered": "x", "failed": "!"}.get(r["state"], " ")
+        stream.write(f"  [{mark}] {r['runtime']}: {r['state']}: {r['detail']}\n")
     auto = info["auto"]
     stream.write(f"auto: {auto['backend'] or 'none'}: {auto['why']}\n")
 

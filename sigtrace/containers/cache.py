@@ -12,12 +12,12 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from sigtrace.containers.cgroup_path import ContainerRef
 from sigtrace.containers.records import RuntimeContainer
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable, SigtraceError
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable, SigtraceError
 from sigtrace.escape import printable
 
 _FULL_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -31,6 +31,36 @@ class Reader(Protocol):
     def inspect(self, cid: str) -> RuntimeContainer: ...
 
     def list_containers(self) -> list[RuntimeContainer]: ...
+
+
+@dataclass(frozen=True)
+class RuntimeState:
+    runtime: str
+    state: str  # answered (maybe with no containers) | failed (installed, no answer) | absent
+    detail: str  # answered: how many containers; else why
+
+
+@dataclass
+class Listing:
+    """What the runtimes said when asked for all their containers."""
+
+    found: list[tuple[RuntimeContainer, Reader]] = field(default_factory=list)
+    runtimes: list[RuntimeState] = field(default_factory=list)
+
+    def _details(self, state: str) -> list[str]:
+        return [r.detail for r in self.runtimes if r.state == state]
+
+    @property
+    def answered(self) -> list[str]:
+        return [r.runtime for r in self.runtimes if r.state == "answered"]
+
+    @property
+    def failed(self) -> list[str]:
+        return self._details("failed")
+
+    @property
+    def absent(self) -> list[str]:
+        return self._details("absent")
 
 
 @dataclass
@@ -116,47 +146,56 @@ class ContainerCache:
         query = query.strip().removeprefix("/")
         if not query:
             raise ContainerNotFound("empty container name")
-        listed, failures = self._list_all()
-        if not listed and failures:
+        listing = self.list_all()
+        if not listing.answered and listing.failed:
             if _FULL_ID.match(query):  # trace it anyway; names can come later
                 return [RuntimeContainer(id=query, runtime="unknown")]
-            raise RuntimeUnavailable("cannot list containers: " + "; ".join(failures))
-        matches = _match(query, [c for c, _ in listed])
-        readers = {id(c): r for c, r in listed}
+            raise RuntimeUnavailable("cannot list containers: " + "; ".join(listing.failed))
+        matches = _match(query, [c for c, _ in listing.found])
+        readers = {id(c): r for c, r in listing.found}
         if matches:
             return [self._complete(c, readers[id(c)]) for c in matches]
-        raise ContainerNotFound(_not_found(query, [c for c, _ in listed], failures))
+        raise ContainerNotFound(_not_found(f"container {printable(query)!r}", listing))
 
     def pod_members(self, namespace: str | None, name: str) -> list[RuntimeContainer]:
         """Every container (sandbox included) of the pods with this name (in this namespace)."""
-        listed, failures = self._list_all()
-        if not listed and failures:
-            raise RuntimeUnavailable("cannot list containers: " + "; ".join(failures))
+        listing = self.list_all()
+        if not listing.answered and listing.failed:
+            raise RuntimeUnavailable("cannot list containers: " + "; ".join(listing.failed))
         found = [
             self._complete(c, r)
-            for c, r in listed
+            for c, r in listing.found
             if c.pod is not None
             and c.pod.name == name
             and (namespace is None or c.pod.namespace == namespace)
         ]
+        if not found:
+            where = f" in namespace {printable(namespace)!r}" if namespace else ""
+            raise ContainerNotFound(_not_found(f"pod {printable(name)!r}{where}", listing))
         return found
 
-    def _list_all(self) -> tuple[list[tuple[RuntimeContainer, Reader]], list[str]]:
-        """Every container once (the first reader to list an id wins), and what failed."""
+    def list_all(self) -> Listing:
+        """Every container once (the first reader to list an id wins), and how each runtime
+        answered: a runtime that is not installed is absent, not failed."""
         seen: set[str] = set()
-        listed: list[tuple[RuntimeContainer, Reader]] = []
-        failures: list[str] = []
+        out = Listing()
         for reader in self.readers:
             try:
                 found = reader.list_containers()
-            except (SigtraceError, OSError, ValueError) as e:
-                failures.append(getattr(e, "message", None) or f"{reader.runtime}: {e}")
+            except RuntimeAbsent as e:
+                out.runtimes.append(RuntimeState(reader.runtime, "absent", e.message))
                 continue
+            except (SigtraceError, OSError, ValueError) as e:
+                why = getattr(e, "message", None) or f"{reader.runtime}: {e}"
+                out.runtimes.append(RuntimeState(reader.runtime, "failed", why))
+                continue
+            n = len(found)
+            out.runtimes.append(RuntimeState(reader.runtime, "answered", f"{n} container(s)"))
             for c in found:
                 if c.id and c.id not in seen:
                     seen.add(c.id)
-                    listed.append((c, reader))
-        return listed, failures
+                    out.found.append((c, reader))
+        return out
 
     def _complete(self, c: RuntimeContainer, reader: Reader) -> RuntimeContainer:
         """A listing can lack pid and stop signal (Docker's does): inspect each match once."""
@@ -188,13 +227,15 @@ def _label(c: RuntimeContainer) -> str:
     return printable(c.name) if c.name else c.id[:12]
 
 
-def _not_found(query: str, containers: list[RuntimeContainer], failures: list[str]) -> str:
-    names = sorted({_label(c) for c in containers})
-    if not names:
-        known = "no containers found"
-    else:
+def _not_found(what: str, listing: Listing) -> str:
+    names = sorted({_label(c) for c, _ in listing.found})
+    if names:
         more = len(names) - MAX_NAMES_SHOWN
         known = "containers: " + ", ".join(names[:MAX_NAMES_SHOWN])
         known += f" (and {more} more)" if more > 0 else ""
-    unasked = f"; not reachable: {'; '.join(failures)}" if failures else ""
-    return f"no container {printable(query)!r}; {known}{unasked}"
+    elif listing.answered:
+        known = "no containers at all (" + ", ".join(listing.answered) + " answered)"
+    else:
+        known = "no container runtime found here (" + "; ".join(listing.absent) + ")"
+    unasked = f"; not reachable: {'; '.join(listing.failed)}" if listing.failed else ""
+    return f"no {what}; {known}{unasked}"

@@ -19,7 +19,7 @@ from sigtrace.containers.records import (
     read_pid_file,
     str_map,
 )
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 from sigtrace.escape import printable
 
 DEFAULT_STATE_ROOT = "/run/containerd/io.containerd.runtime.v2.task"
@@ -77,14 +77,18 @@ class ContainerdBundles:
         raise ContainerNotFound(f"no containerd task {printable(cid)!r} under {self.state_root}")
 
     def _namespaces(self) -> list[str]:
-        if not os.path.isdir(self.state_root):
+        if not os.path.lexists(self.state_root):
+            # The shims make it at the first task: none ran since boot, or no containerd here.
+            raise RuntimeAbsent(f"containerd: no {self.state_root}")
+        try:
+            found = os.listdir(self.state_root)
+        except OSError as e:
             raise RuntimeUnavailable(
-                f"containerd: {self.state_root} not found (containerd not running, "
-                "or the host's /run not mounted)"
-            )
+                f"containerd: {self.state_root}: {e.strerror or e} (the host's /run not mounted?)"
+            ) from None
         if self.namespaces is not None:
             return [ns for ns in self.namespaces if _NAME.match(ns)]
-        return sorted(ns for ns in _listdir(self.state_root) if _NAME.match(ns))
+        return sorted(ns for ns in found if _NAME.match(ns))
 
     def _read(self, ns: str, cid: str) -> RuntimeContainer | None:
         bundle = os.path.join(self.state_root, ns, cid)

@@ -19,7 +19,7 @@ from sigtrace.containers.records import (
     read_pid_file,
     str_map,
 )
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 from sigtrace.escape import printable
 
 DEFAULT_ROOT = "/run/containers/storage/overlay-containers"
@@ -68,7 +68,7 @@ class CrioStorage:
     def inspect(self, cid: str) -> RuntimeContainer:
         """By full id (storage directories are named by it)."""
         if not os.path.isdir(self.root):
-            raise self._unavailable()
+            raise self._unavailable(OSError())
         found = self._read(cid) if _ID.match(cid) else None
         if found is None:
             raise ContainerNotFound(f"no CRI-O container {printable(cid)!r} under {self.root}")
@@ -77,12 +77,14 @@ class CrioStorage:
     def _ids(self) -> list[str]:
         try:
             return [n for n in os.listdir(self.root) if _ID.match(n)]
-        except OSError:
-            raise self._unavailable() from None
+        except OSError as e:
+            raise self._unavailable(e) from None
 
-    def _unavailable(self) -> RuntimeUnavailable:
+    def _unavailable(self, e: OSError) -> RuntimeUnavailable:
+        if not os.path.lexists(self.root):  # neither CRI-O nor Podman has run here
+            return RuntimeAbsent(f"cri-o: no {self.root}")
         return RuntimeUnavailable(
-            f"cri-o: {self.root} not readable (CRI-O not running, or the host's /run not mounted)"
+            f"cri-o: {self.root}: {e.strerror or 'not readable'} (the host's /run not mounted?)"
         )
 
     def _read(self, cid: str) -> RuntimeContainer | None:

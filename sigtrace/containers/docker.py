@@ -24,7 +24,7 @@ from sigtrace.containers.records import (
     str_map,
     str_or_none,
 )
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 from sigtrace.escape import printable
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -163,6 +163,9 @@ class DockerClient:
 
     def _containers_dir(self, why: str) -> str:
         path = os.path.join(self.data_root, "containers")
+        if not os.path.lexists(path) and not os.path.lexists(self.socket_path):
+            # Neither a daemon nor its state: Docker is not installed (or never ran) here.
+            raise RuntimeAbsent(f"docker: no {self.socket_path} and no {path}")
         if not os.access(path, os.R_OK | os.X_OK):
             raise RuntimeUnavailable(f"{why}; and {path} is not readable")
         return path

@@ -12,7 +12,7 @@ from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.cgroup_path import parse_proc_cgroup
 from sigtrace.containers.records import RuntimeContainer
-from sigtrace.errors import ContainerNotFound, UsageError
+from sigtrace.errors import ContainerNotFound, RuntimeUnavailable, UsageError
 from sigtrace.procfs import Procfs
 
 
@@ -54,19 +54,22 @@ class ContainerSelector:
         for q in pods:
             parse_pod(q)
         self.ids: set[int] = set()
+        self.waiting: dict[str, str] = {}  # --wait: selection label -> why nothing matched yet
 
     @property
     def active(self) -> bool:
         return bool(self.selections)
 
     def initial(self) -> set[int]:
-        """Resolve everything once; without --wait, a name that matches nothing is an error."""
+        """Resolve everything once; without --wait, a name that matches nothing is an error.
+        With --wait nothing is: a runtime that is down now may answer later (`waiting`)."""
         for sel in self.selections:
             try:
                 self._refresh(sel)
-            except ContainerNotFound:
+            except (ContainerNotFound, RuntimeUnavailable) as e:
                 if not self.wait:
                     raise
+                self.waiting[sel.label()] = e.message
             if not sel.matched and not self.wait:
                 raise ContainerNotFound(
                     f"{sel.label()} has no running process to trace (start it, or use --wait)"
@@ -79,18 +82,13 @@ class ContainerSelector:
         for sel in self.selections:
             try:
                 self._refresh(sel)
-            except ContainerNotFound:
-                continue  # gone for now; --wait or a restart may bring it back
+            except (ContainerNotFound, RuntimeUnavailable):
+                continue  # gone for now, or its runtime is down: --wait or a restart bring it back
         return self.ids - before
 
     def _matches(self, sel: Selection) -> list[RuntimeContainer]:
         if sel.kind == "pod":
-            ns, name = parse_pod(sel.query)
-            found = self.cache.pod_members(ns, name)
-            if not found:
-                where = f" in namespace {ns}" if ns else ""
-                raise ContainerNotFound(f"no pod {name!r}{where}")
-            return found
+            return self.cache.pod_members(*parse_pod(sel.query))
         return self.cache.resolve(sel.query)
 
     def _refresh(self, sel: Selection) -> None:

@@ -96,12 +96,24 @@ def test_by_id_prefix_and_two_containers_at_once(
         )
 
 
+# Runtimes that are not installed (no state directory) are skipped, never an error: on a
+# fresh node only Docker is there, and `--wait` is made for exactly that node.
+ABSENT_RUNTIMES = {
+    "SIGTRACE_CONTAINERD_STATE": "/nonexistent/containerd",
+    "SIGTRACE_CRIO_ROOT": "/nonexistent/crio",
+}
+
+
+@pytest.mark.parametrize("others", ["installed", "absent"])
 def test_wait_for_a_container_started_later(
-    container_factory: ContainerFactory, tmp_path: Path
+    container_factory: ContainerFactory, tmp_path: Path, others: str
 ) -> None:
     name = f"st-test-late-{time.monotonic_ns() % 100000}"
     container_factory.names.append(name)  # removed at teardown
-    t = start(tmp_path, "--container", name, "--wait")
+    env = ABSENT_RUNTIMES if others == "absent" else None
+    t = Tracer(["--container", name, "--wait"], tmp_path / "t.jsonl", tmp_path / "t.err", env=env)
+    t.wait_started()
+    assert f"waiting for container {name} (no container {name!r}; " in t.stderr()
     late = _run_named(name)
     wait_for(lambda: "following" in t.stderr(), timeout=10, what="the tracer to follow")
     docker("stop", "-t", "5", name)
@@ -179,3 +191,21 @@ def test_runtime_down_names_fail_clearly_but_ids_still_trace(
     records = t.stop()
     (term,) = [r for r in stop_signals_to(records, app) if r["signal"] == "SIGTERM"]
     assert term["target"]["container"]["name"] is None
+
+
+def test_unknown_container_beside_absent_runtimes_is_7_listing_what_docker_has(
+    container_factory: ContainerFactory,
+) -> None:
+    app = container_factory("known", "st-execform")
+    r = subprocess.run(
+        [sys.executable, "-m", "sigtrace", "--container", "st-test-no-such-name"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **ABSENT_RUNTIMES},
+    )
+    assert r.returncode == 7, r.stderr
+    line = r.stderr.strip()
+    assert "\n" not in line
+    assert line.startswith("sigtrace: no container 'st-test-no-such-name'; containers: ")
+    assert app.name in line and "not reachable" not in line

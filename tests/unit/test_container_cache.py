@@ -7,7 +7,7 @@ import pytest
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_path import ContainerRef
 from sigtrace.containers.records import RuntimeContainer
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 
 WEB = "abc1" + "0" * 60
 WORKER = "abc2" + "1" * 60
@@ -262,3 +262,59 @@ def test_resolve_primes_the_cache() -> None:
     cache.resolve("web")
     cache.get(WEB, "docker")
     assert docker.inspected == [WEB]
+
+
+# A fresh node: runtimes that are not installed are absent, not down.
+
+
+class AbsentReader(FakeReader):
+    def __init__(self, runtime: str) -> None:
+        super().__init__(runtime, [])
+
+    def list_containers(self) -> list[RuntimeContainer]:
+        raise RuntimeAbsent(f"{self.runtime}: no /run/{self.runtime}")
+
+
+def test_an_answering_runtime_with_no_containers_is_not_a_failure() -> None:
+    cache = ContainerCache([FakeReader("docker", []), AbsentReader("cri-o")])
+    with pytest.raises(ContainerNotFound) as e:
+        cache.resolve("test-app")
+    assert e.value.code == 7
+    assert e.value.message == "no container 'test-app'; no containers at all (docker answered)"
+
+
+def test_no_runtime_installed_is_not_found_and_says_what_was_looked_for() -> None:
+    cache = ContainerCache([AbsentReader("docker"), AbsentReader("cri-o")])
+    with pytest.raises(ContainerNotFound) as e:
+        cache.resolve("test-app")
+    assert e.value.code == 7
+    assert "no container runtime found here (docker: no /run/docker; cri-o: no /run/cri-o)" in (
+        e.value.message
+    )
+
+
+def test_the_only_installed_runtime_down_is_unavailable_even_beside_absent_ones() -> None:
+    cache = ContainerCache([docker_reader(up=False), AbsentReader("cri-o")])
+    with pytest.raises(RuntimeUnavailable) as e:
+        cache.resolve("web")
+    assert e.value.code == 8
+    assert e.value.message == "cannot list containers: docker: socket absent"
+
+
+def test_unknown_pod_lists_what_the_runtimes_have() -> None:
+    cache = ContainerCache([docker_reader(), AbsentReader("cri-o")])
+    with pytest.raises(ContainerNotFound) as e:
+        cache.pod_members("default", "nope")
+    assert e.value.message == ("no pod 'nope' in namespace 'default'; containers: web, worker")
+
+
+def test_list_all_says_how_each_runtime_answered() -> None:
+    listing = ContainerCache(
+        [docker_reader(), containerd_reader(up=False), AbsentReader("cri-o")]
+    ).list_all()
+    assert [(r.runtime, r.state) for r in listing.runtimes] == [
+        ("docker", "answered"),
+        ("containerd", "failed"),
+        ("cri-o", "absent"),
+    ]
+    assert len(listing.found) == 2

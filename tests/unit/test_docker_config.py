@@ -18,7 +18,7 @@ import pytest
 
 from sigtrace.containers.docker import DockerClient, container_from_inspect
 from sigtrace.containers.records import PodRef, RuntimeContainer
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 
 FIXTURE = Path(__file__).parent.parent / "data" / "docker" / "config.v2.json"
 CID = "14c7cfcd1d13c7c66373c8f1bc5e9634c9a7aac17331f8d000ee21164f589d4e"
@@ -129,10 +129,19 @@ def test_refs_that_are_not_docker_names_are_refused(data_root: Path, ref: str) -
     assert "\n" not in err.value.message
 
 
-def test_no_daemon_and_no_files(tmp_path: Path) -> None:
+def test_no_daemon_and_no_files_is_docker_absent(tmp_path: Path) -> None:
+    docker = DockerClient(socket_path=str(tmp_path / "absent.sock"), data_root=str(tmp_path))
+    with pytest.raises(RuntimeAbsent) as err:
+        docker.list_containers()
+    assert err.value.message == (f"docker: no {tmp_path}/absent.sock and no {tmp_path}/containers")
+
+
+def test_no_daemon_and_unreadable_files_is_a_failure(tmp_path: Path) -> None:
+    (tmp_path / "containers").write_text("not a directory")
     docker = DockerClient(socket_path=str(tmp_path / "absent.sock"), data_root=str(tmp_path))
     with pytest.raises(RuntimeUnavailable) as err:
         docker.list_containers()
+    assert not isinstance(err.value, RuntimeAbsent)
     assert err.value.message == (
         f"docker socket {tmp_path}/absent.sock: no such file or directory; "
         f"and {tmp_path}/containers is not readable"

@@ -10,7 +10,7 @@ import pytest
 from sigtrace.containers.containerd import ContainerdBundles
 from sigtrace.containers.crio import CrioStorage
 from sigtrace.containers.records import PodRef
-from sigtrace.errors import ContainerNotFound, RuntimeUnavailable
+from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 
 CID, SID = "c" * 64, "5" * 64
 UID = "11111111-2222-4333-8444-555555555555"
@@ -79,8 +79,13 @@ def test_containerd_list_and_namespaces(containerd_root: Path) -> None:
 def test_containerd_errors(containerd_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ContainerNotFound):
         ContainerdBundles(str(containerd_root)).inspect("../moby/" + "d" * 64)
-    with pytest.raises(RuntimeUnavailable) as err:
+    with pytest.raises(RuntimeAbsent) as err:  # no state dir: no containerd (or no task yet)
         ContainerdBundles(str(tmp_path / "nope")).list_containers()
+    assert err.value.message == f"containerd: no {tmp_path}/nope"
+    (tmp_path / "file").write_text("")  # there, but not a directory: a failure, not absence
+    with pytest.raises(RuntimeUnavailable) as err:
+        ContainerdBundles(str(tmp_path / "file")).list_containers()
+    assert not isinstance(err.value, RuntimeAbsent)
     assert "\n" not in err.value.message
 
 
@@ -107,5 +112,8 @@ def test_crio(tmp_path: Path) -> None:
     assert [x.id for x in CrioStorage(str(tmp_path)).list_containers()] == [CID]
     with pytest.raises(ContainerNotFound):
         CrioStorage(str(tmp_path)).inspect("5" * 64)
-    with pytest.raises(RuntimeUnavailable):
+    with pytest.raises(RuntimeAbsent):
         CrioStorage(str(tmp_path / "nope")).inspect(CID)
+    with pytest.raises(RuntimeAbsent) as err:
+        CrioStorage(str(tmp_path / "nope")).list_containers()
+    assert err.value.message == f"cri-o: no {tmp_path}/nope"
