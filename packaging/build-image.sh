@@ -19,7 +19,15 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUITE=bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The base comes from this host's own apt sources (a local mirror or proxy works as-is);
+# DEBIAN_MIRROR / DEBIAN_SECURITY_MIRROR override them.
+if [ -z "${DEBIAN_MIRROR:-}" ]; then
+  read -r DEBIAN_MIRROR host_security < <(python3 "$ROOT/packaging/apt_mirror.py" "$SUITE") ||
+    { echo "build-image: no Debian mirror: set DEBIAN_MIRROR" >&2; exit 1; }
+  DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-${host_security:-}}
+fi
+MIRROR=$DEBIAN_MIRROR
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-}
 BASE_IMAGE=sigtrace-base:$SUITE
 BASE=${BASE:-$BASE_IMAGE}
 REBUILD_BPF=${REBUILD_BPF:-0}
@@ -63,11 +71,11 @@ make_base() {
   trap 'rm -rf "$dir"' EXIT
   say "debootstrap $SUITE from $MIRROR (once; later runs reuse $BASE_IMAGE)"
   debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >/dev/null
-  cat >"$dir/etc/apt/sources.list" <<EOF
-deb $MIRROR $SUITE main
-deb $MIRROR $SUITE-updates main
-deb http://deb.debian.org/debian-security $SUITE-security main
-EOF
+  {
+    echo "deb $MIRROR $SUITE main"
+    echo "deb $MIRROR $SUITE-updates main"
+    [ -z "$SECURITY_MIRROR" ] || echo "deb $SECURITY_MIRROR $SUITE-security main"
+  } >"$dir/etc/apt/sources.list"
   # What the official -slim images exclude: documentation, man pages, translations.
   cat >"$dir/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
 path-exclude /usr/share/doc/*
@@ -101,7 +109,7 @@ EOF
 }
 
 if [ "$BASE" = "$BASE_IMAGE" ]; then
-  recipe=$(printf '%s\n' "$BASE_RECIPE_VERSION" "$SUITE" "$MIRROR" minbase \
+  recipe=$(printf '%s\n' "$BASE_RECIPE_VERSION" "$SUITE" "$MIRROR" "$SECURITY_MIRROR" minbase \
     "$(sed -n '/^make_base()/,/^}/p' "$0")" | sha256sum | cut -d' ' -f1)
   if [ "$refresh_base" = 1 ] || [ "$(label_of "$BASE_IMAGE" "$BASE_LABEL")" != "$recipe" ]; then
     start=$SECONDS
