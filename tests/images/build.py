@@ -34,6 +34,8 @@ class ImageSpec:
     name: str
     # Extra files, relative to tests/images, copied next to the Dockerfile and busybox.
     files: tuple[str, ...] = ()
+    # C programs (<name>.c in tests/images), built static into the context as <name>.
+    programs: tuple[str, ...] = ()
 
 
 IMAGES: tuple[ImageSpec, ...] = (
@@ -44,6 +46,20 @@ IMAGES: tuple[ImageSpec, ...] = (
     ImageSpec("st-sigign", ("sigign.sh",)),
     ImageSpec("st-noforward", ("noforward.sh", "server.sh")),
     ImageSpec("st-slowstop", ("slowstop.sh",)),
+    # Hop-by-hop stories: wrappers, forwards, a blocked stop signal (tests/docker/test_hops_e2e.py).
+    ImageSpec(
+        "st-hops",
+        (
+            "server.sh",
+            "wrapexit.sh",
+            "forwardwait.sh",
+            "outer.sh",
+            "middle.sh",
+            "pgrp.sh",
+            "sigign.sh",
+        ),
+        ("blockterm",),
+    ),
 )
 IMAGE_NAMES: tuple[str, ...] = tuple(spec.name for spec in IMAGES)
 
@@ -74,7 +90,20 @@ def _context_files(spec: ImageSpec) -> dict[str, Path]:
     """Build-context name -> source path, for every input of the image."""
     files = {"Dockerfile": HERE / spec.name / "Dockerfile", "busybox": BUSYBOX}
     files.update({name: HERE / name for name in spec.files})
+    files.update({f"{name}.c": HERE / f"{name}.c" for name in spec.programs})
     return files
+
+
+def _compile(source: Path, out: Path) -> None:
+    """A static binary: a scratch image has no C library."""
+    r = subprocess.run(
+        ["clang", "-static", "-O2", "-o", str(out), str(source)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        raise ImageBuildError(f"clang {source.name}: {r.stderr.strip()}")
 
 
 def context_hash(spec: ImageSpec) -> str:
@@ -112,6 +141,8 @@ def _build(docker: str, spec: ImageSpec, digest: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f"{spec.name}-ctx-") as ctx:
         for name, src in _context_files(spec).items():
             shutil.copy2(src, Path(ctx) / name)
+        for name in spec.programs:
+            _compile(HERE / f"{name}.c", Path(ctx) / name)
         r = _docker(
             docker,
             "build",
