@@ -120,6 +120,31 @@ def two() -> None:
     trace([a, b], HERE / "two.jsonl", lambda: docker("stop", "-t", str(GRACE_S), a, b))
 
 
+def hops(scenario: str, entrypoint: str, *flags: str, **trace_opts: Any) -> None:
+    """A hop-by-hop story: st-hops with `entrypoint` as PID 1 (see tests/images/st-hops)."""
+    stop_scenario(scenario, "st-hops", ("--entrypoint", f"/bin/{entrypoint}", *flags), **trace_opts)
+
+
+# Hop-by-hop stories (tests/images/st-hops): who had work to do, and whether the stop reached it.
+HOPS: dict[str, tuple[str, ...]] = {
+    "wrapexit": ("wrapexit.sh",),  # PID 1 exits on TERM; server.sh dies in the teardown
+    "forwardwait": ("forwardwait.sh",),  # PID 1 forwards and waits: graceful
+    "twolevel": ("outer.sh",),  # sh -> sh -> server: the middle one dies of TERM
+    "pgrp": ("pgrp.sh",),  # setsid + kill(-pgid), as dumb-init does
+    "blocked": ("blockterm",),  # SIGTERM blocked in PID 1 until SIGKILL
+    "tini-sigign": ("sigign.sh", "--init"),  # tini forwards to an app with SIG_IGN
+}
+
+
+def quit_sigign(scenario: str = "quit-sigign", **trace_opts: Any) -> None:
+    script = "trap '' QUIT; echo ready; while :; do sleep 1; done"
+    flags = ("--entrypoint", "/bin/sh", "--stop-signal", "SIGQUIT")
+    name = run(scenario, "st-hops", "-c", script, flags=flags)
+    wait_log(name, "ready")
+    stop = lambda: docker("stop", "-t", str(GRACE_S), name)  # noqa: E731
+    trace([name], HERE / f"{scenario}.jsonl", stop, **trace_opts)
+
+
 SCENARIOS: dict[str, Callable[[], None]] = {
     "shellform": lambda: stop_scenario("shellform", "st-shellform"),
     "execform": lambda: stop_scenario("execform", "st-execform"),
@@ -137,6 +162,8 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "ptrace-noforward": lambda: stop_scenario(
         "ptrace-noforward", "st-noforward", backend="ptrace", before_s=1.5
     ),
+    **{name: (lambda name=name, args=args: hops(name, *args)) for name, args in HOPS.items()},
+    "quit-sigign": quit_sigign,  # STOPSIGNAL SIGQUIT, and PID 1 has `trap '' QUIT`
 }
 
 
