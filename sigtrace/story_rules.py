@@ -14,8 +14,8 @@ the stop signal was lost (or, for slow_shutdown, the one still shutting down):
   ran through the grace period without it; after PID 1's own exit nothing tells them from a
   child without a handler, so never `graceful` on a guess: the caveat says so.
   `killed_by`: `runtime` when the runtime's SIGKILL came, else `teardown` (PID 1 exited
-  first, the wrapper case). The culprit: the process reached last that handled it and passed
-  nothing on, else PID 1.
+  first, the wrapper case). The culprit: the process reached last that passed nothing on
+  (it handled it, or died of it), else PID 1.
 - `slow_shutdown`: a runtime SIGKILL came (to PID 1, or to another process of the container);
   the culprit is a process that handled it and still ran then (preferring one that passed
   nothing on: the app behind an init).
@@ -84,7 +84,8 @@ def _unreached(f: Facts) -> Judgement | None:
     unsure = [n for n in lost if n.stop_handler is None]
     if not workers and not unsure:
         return None
-    quiet = [n for n in f.nodes.values() if n.state == "handled" and not n.sent]
+    # Where it stopped: a process it reached that passed nothing on (handled it, or died of it).
+    quiet = [n for n in f.nodes.values() if n.state in ("handled", "default_killed") and not n.sent]
     reached_last = max(quiet, key=lambda n: n.first_hop.item.t if n.first_hop else 0, default=None)
     by = "runtime" if f.runtime_kill_came else "teardown"
     # After a runtime SIGKILL they ran through the grace period without it, handler or not:
