@@ -85,7 +85,8 @@ class TextWriter:
     def _story(self, rec: dict) -> str:
         """A termination story: what happened, from the stop signal on, then the fix."""
         c = rec.get("container") or {}
-        label = printable(c.get("name") or (c.get("id") or "?")[:12])
+        cid = c.get("id") or "?"
+        label = printable(c.get("name") or (cid[:12] if len(cid) == 64 else cid))
         evidence = rec.get("evidence") or []
         origin = rec.get("stop_at") or (evidence[0]["time"] if evidence else rec["time"])
         t0 = parse_time(origin)
