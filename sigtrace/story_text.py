@@ -121,6 +121,11 @@ def caveat(f: Facts, j: Judgement, traced: Collection[int] | None) -> str | None
             "no SIGKILL was seen (not traced, or this backend cannot see it): PID 1's exit says "
             "one ended it, so when it came (kill_at, grace_s) is unknown"
         )
+        if f.end is not None and "oom" in f.end.rec and f.end.rec["oom"] is None:
+            notes.append(
+                "the container's OOM counter could not be read: this SIGKILL may have been "
+                "the OOM killer's"
+            )
     if j.unsure:
         notes.append(
             f"whether {named([n.proc for n in j.unsure])} had a {sig} handler is not known "
