@@ -229,7 +229,7 @@ class Correlator:
         out["exit_code"] = st.exit_code
         out["signal"] = signals.name(st.signo) if st.signo else None
         out["core_dumped"] = st.core_dumped
-        out["oom"] = bool(e.flags & wire.F_OOM_VICTIM)
+        out["oom"] = None if e.oom_unknown else bool(e.flags & wire.F_OOM_VICTIM)
         return out
 
     def _oom(self, o: wire.Oom) -> Out:

@@ -5,7 +5,8 @@ Metrics (each record is counted once, as it is written):
 
 - `sigtrace_signals_total{signal,outcome,reason,container,pod_namespace,pod}`: `signal` records;
   `reason` is "" when the record has none.
-- `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records.
+- `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records; `verdict`
+  is a name from sigtrace/verdicts.py's table ("unknown" for any other).
 - `sigtrace_lost_records_total`: the `count` of every `lost` record (ring buffer full).
 - `sigtrace_events_total{backend,type}`: every record, by type.
 - `sigtrace_tracing_up`: 1 between the `start` and the `stop` record.
@@ -48,6 +49,7 @@ from prometheus_client import (
 )
 
 from sigtrace.errors import UsageError
+from sigtrace.verdicts import VERDICTS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_CONTAINERS = 500
@@ -106,7 +108,7 @@ class Metrics:
         )
         self.verdicts = Counter(
             "sigtrace_verdicts",
-            "Verdicts on signal handling (e.g. ignored_by_pid1), by container.",
+            f"Verdicts on container stops ({', '.join(VERDICTS)}), by container.",
             ["verdict", *clabels],
             registry=self.registry,
         )
@@ -152,7 +154,8 @@ class Metrics:
         elif kind == "verdict":
             # a verdict names its container at top level (its pid1 object carries none)
             key = self._bounded(_container_key(record))
-            self._inc(self.verdicts, key, str(record.get("verdict") or ""))
+            verdict = str(record.get("verdict") or "")
+            self._inc(self.verdicts, key, verdict if verdict in VERDICTS else "unknown")
         elif kind == "lost":
             count = record.get("count")
             if isinstance(count, int) and count > 0:

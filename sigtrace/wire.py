@@ -202,6 +202,8 @@ class Exit(NamedTuple):
     exit_code: int  # wait status
     flags: int
     task: Task
+    # ptrace: F_OOM_VICTIM comes from the cgroup's OOM counter; unreadable, it is unknown
+    oom_unknown: bool = False
 
 
 class Oom(NamedTuple):

@@ -26,6 +26,7 @@ from sigtrace.backends.proctask import TaskFacts, parse_status, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.oom_count import OomCounters
 from sigtrace.errors import BackendError, UsageError
 from sigtrace.features import effective_caps
 from sigtrace.procfs import Procfs
@@ -37,7 +38,8 @@ CAP_SYS_PTRACE = 19
 STOPS_PER_POLL = 10000
 DETACH_TIMEOUT_S = 2.0
 CANNOT_SEE = [
-    "SIGKILL is never seen as a stop: only the exit it causes",
+    "SIGKILL is never seen as a stop: only the exit it causes; whether the OOM killer sent "
+    "it is read from the memory cgroup's oom_kill counter (`oom` null when it can't be)",
     "ptrace changes what it observes: a traced task's signals (but SIGKILL) are never "
     "ignored when sent, so the kernel's decision (result, outcome) is rebuilt from /proc "
     "(listed in `derived`)",
@@ -101,6 +103,7 @@ class PtraceBackend(Backend):
         self._old_wakeup: int | None = None
         self._old_sigchld: object = None
         self._senders: dict[tuple[int, int], int] = {}
+        self.oom = OomCounters(self.procfs, config.sys_root)
         self._open = False
 
     # --- attaching ------------------------------------------------------------------------
@@ -208,6 +211,8 @@ class PtraceBackend(Backend):
             raise BackendError(f"cannot trace pid {tid}: {os.strerror(code)}") from None
         self.tracees[tid] = Tracee(tid, tgid)
         self.facts.identity(tid, fresh=True)
+        if tid == tgid:
+            self.oom.track(tgid)
 
     # --- tracing --------------------------------------------------------------------------
 
@@ -274,6 +279,8 @@ class PtraceBackend(Backend):
             else:
                 tgid = child
             self.tracees.setdefault(child, Tracee(child, tgid))
+            if tgid == child:
+                self.oom.track(child)
             self.facts.identity(child, fresh=True)
         elif event == pt.PTRACE_EVENT_EXEC:
             # A non-leader thread's exec takes over the leader's id; the others are gone.
@@ -340,7 +347,14 @@ class PtraceBackend(Backend):
             return []  # a thread: the process ends with its leader, reported last by waitpid
         task = ident.task if ident is not None else unknown_task(tgid, tracee.tid)
         flags = wire.F_CORE_DUMPED if status & 0x80 else 0
-        return [wire.Exit(time.monotonic_ns(), 0, status, flags, task)]
+        oom: bool | None = False
+        if status & 0x7F == signal.SIGKILL and tgid is not None:
+            # A SIGKILL is never seen here: the OOM killer's or the runtime's? Its cgroup says.
+            oom = self.oom.killed(tgid)
+            flags |= wire.F_OOM_VICTIM if oom else 0
+        elif tgid is not None:
+            self.oom.forget(tgid)
+        return [wire.Exit(time.monotonic_ns(), 0, status, flags, task, oom_unknown=oom is None)]
 
     def lost_total(self) -> int:
         return 0  # every stop is waited for: nothing can be lost, only delayed

@@ -2,7 +2,8 @@
 
 The edge: the runtime names the container (its PID 1 and STOPSIGNAL), /proc gives the tree
 below PID 1 and each process's dispositions; sigtrace/predict.py decides. Exit code 0 when a
-graceful stop is expected, 10 when not, so that a CI pipeline can gate on it.
+graceful stop is expected, 10 when not, 11 when the prediction is not sure enough either way
+(what decides it cannot be seen in /proc), so that a CI pipeline can gate on it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ import click
 from sigtrace import SCHEMA, signals
 from sigtrace.errors import ContainerNotFound, UsageError
 from sigtrace.escape import printable
-from sigtrace.predict import Prediction, Proc, Snapshot, descendants, predict
+from sigtrace.predict import (
+    EXIT_NOT_GRACEFUL,
+    EXIT_UNSURE,
+    Prediction,
+    Proc,
+    Snapshot,
+    descendants,
+    predict,
+)
 from sigtrace.procfs import Procfs
 from sigtrace.timefmt import Clock
 
-EXIT_NOT_GRACEFUL = 10
 MAX_DEPTH = 6
 MAX_PROCS = 256
 
@@ -138,6 +146,8 @@ def render_text(rec: dict) -> str:
         who = f"{printable(p['comm'])} (pid {p['pid']}{ns})"
         lines.append(f"{'  ' * (p['depth'] + 1)}{head}{who}{cmd}: {p['handles']}")
     verdict = "graceful" if rec["graceful"] else f"NOT graceful ({rec['expect']})"
+    if rec["confidence"] == "low":
+        verdict = f"UNSURE, {verdict}"
     lines.append(f"  prediction: {verdict}: {printable(rec['summary'])}")
     lines.append(f"  confidence: {rec['confidence']} ({printable(rec['confidence_reason'])})")
     lines.append(f"  fix: {printable(rec['hint'])}")
@@ -162,6 +172,14 @@ def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list:
     return found
 
 
+def _worst(a: int, b: int) -> int:
+    """Several containers: one that will not stop gracefully decides, then an unsure one."""
+    for code in (EXIT_NOT_GRACEFUL, EXIT_UNSURE):
+        if code in (a, b):
+            return code
+    return 0
+
+
 def run_explain(
     containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str, out: TextIO
 ) -> int:
@@ -182,8 +200,7 @@ def run_explain(
         pred = predict(snap)
         rec = explain_record(container_object(rc), snap, pred, clock.now_iso())
         out.write((json.dumps(rec) if fmt == "jsonl" else render_text(rec)) + "\n")
-        if not pred.graceful:
-            code = EXIT_NOT_GRACEFUL
+        code = _worst(code, pred.exit_code)
     out.flush()
     return code
 
@@ -193,7 +210,7 @@ def run_explain(
 Examples:
   sudo sigtrace explain --container web          # before `docker stop web`
   sudo sigtrace explain --pod shop/api-7c9f --format jsonl
-  sigtrace explain -c web || echo "web will not stop gracefully"   # exit 10
+  sigtrace explain -c web || echo "web will not stop gracefully"   # exit 10 (11: unsure)
 """
 )
 @click.option("--container", "-c", "containers", multiple=True, metavar="NAME|ID")
@@ -203,7 +220,8 @@ Examples:
 )
 @click.option("--proc-root", envvar="SIGTRACE_PROC_ROOT", default="/proc", show_default=True)
 def explain(containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str) -> None:
-    """Predict what stopping a container will do (nothing is sent): exit 0 if graceful, 10 if not.
+    """Predict what stopping a container will do (nothing is sent): exit 0 if graceful, 10 if
+    not, 11 if it cannot tell with confidence (say, whether a shell's trap passes it on).
 
     Reads PID 1's command line, which processes handle, ignore or block the stop signal (the
     image's STOPSIGNAL, else SIGTERM), and the process tree below PID 1.

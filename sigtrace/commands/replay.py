@@ -1,4 +1,12 @@
-"""`sigtrace replay`: classify a raw recording again, without root or BPF."""
+"""`sigtrace replay`: classify a raw recording again, without root or BPF, and tell its
+termination stories (`verdict` records), so that an incident recorded on a node can be judged
+later on a laptop.
+
+No runtime can name the containers of then: a process in a pid namespace other than the host's
+gets `container: {id: "pidns:<inode>", name: null, …}`, its pid namespace standing for its
+container (the story of a container is the story of its namespace's init). Image STOPSIGNALs are
+not known either: the stop signal is SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +15,45 @@ import sys
 import click
 
 from sigtrace import wire
-from sigtrace.correlate import Correlator
+from sigtrace.correlate import Correlator, basic_process
 from sigtrace.errors import UsageError
 from sigtrace.output import Writer, make_writer
 from sigtrace.rawlog import read
+from sigtrace.stories import StoryTracker
 from sigtrace.timefmt import Clock
 
+HOST_PIDNS = 0xEFFFFFFC  # PROC_PID_INIT_INO: the initial pid namespace's inode number
 
-def replay_records(offset_ns: int, records) -> list[dict]:
+
+def describe_offline(task: wire.Task, role: str) -> dict:
+    """A process object from the record alone; its pid namespace stands for its container."""
+    out = basic_process(task, role)
+    inum = task.pidns_inum
+    out["container"] = (
+        {"id": f"pidns:{inum}", "name": None, "runtime": None, "image": None}
+        if inum and inum != HOST_PIDNS
+        else None
+    )
+    return out
+
+
+def replay_records(offset_ns: int, records, stories: bool = True) -> list[dict]:
     """Names come from the records alone: /proc at replay time says nothing about then."""
-    corr = Correlator(Clock(offset_ns).iso)
+    corr = Correlator(Clock(offset_ns).iso, describe_offline if stories else basic_process)
+    tracker = StoryTracker() if stories else None
     out: list[dict] = []
+
+    def emit(recs: list[dict]) -> None:
+        for rec in recs:
+            out.append(rec)
+            if tracker is not None:
+                out.extend(tracker.feed(rec))
+
     for data in records:
-        out.extend(corr.feed(wire.decode(data)))
-    out.extend(corr.flush(None))
+        emit(corr.feed(wire.decode(data)))
+    emit(corr.flush(None))
+    if tracker is not None:
+        out.extend(tracker.flush())
     return out
 
 
@@ -45,5 +78,5 @@ def replay_file(path: str, writer: Writer) -> int:
     "--format", "fmt", type=click.Choice(["text", "jsonl"]), default="jsonl", show_default=True
 )
 def replay(recording: str, fmt: str) -> None:
-    """Classify a recording made with --save-raw, without root or BPF."""
+    """Classify a recording made with --save-raw, without root or BPF, and tell its stories."""
     replay_file(recording, make_writer(fmt, sys.stdout))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from sigtrace import verdicts
 from sigtrace.escape import printable
 from sigtrace.stories import parse_time
 
@@ -17,16 +18,6 @@ _COLORS = {
     "lost": "\033[1;35m",
     "story_ok": "\033[1;32m",
     "story_bad": "\033[1;31m",
-}
-# The verdict line of a termination story; {sig}, {wasted}, {grace}, {code} filled in.
-_VERDICT_TEXT = {
-    "graceful": "stopped on {sig} within the grace period, exit {code}",
-    "ignored_by_pid1": "{sig} dropped: PID 1 has no handler; {wasted} s wasted, exit {code}",
-    "ignored_sig_ign": "{sig} discarded: PID 1 ignores it; {wasted} s wasted, exit {code}",
-    "not_forwarded": "{sig} not passed on by PID 1; {wasted} s wasted, exit {code}",
-    "slow_shutdown": "still stopping when SIGKILL came {grace} s after {sig}, exit {code}",
-    "killed_without_stop_signal": "SIGKILL with no {sig} first, exit {code}",
-    "oom_killed": "ended by the OOM killer, exit {code}",
 }
 _RESET = "\033[0m"
 
@@ -94,7 +85,8 @@ class TextWriter:
     def _story(self, rec: dict) -> str:
         """A termination story: what happened, from the stop signal on, then the fix."""
         c = rec.get("container") or {}
-        label = printable(c.get("name") or (c.get("id") or "?")[:12])
+        cid = c.get("id") or "?"
+        label = printable(c.get("name") or (cid[:12] if len(cid) == 64 else cid))
         evidence = rec.get("evidence") or []
         origin = rec.get("stop_at") or (evidence[0]["time"] if evidence else rec["time"])
         t0 = parse_time(origin)
@@ -103,14 +95,17 @@ class TextWriter:
         for ev in evidence:
             rel = (parse_time(ev["time"]) - t0) / 1e9
             lines.append(f"  {rel:+.3f}s  {printable(ev['what'])}")
-        text = _VERDICT_TEXT.get(rec["verdict"], rec["verdict"]).format(
+        culprit = rec.get("culprit")
+        text = verdicts.line(
+            rec["verdict"],
             sig=rec.get("stop_signal"),
             wasted=rec.get("wasted_s"),
             grace=rec.get("grace_s"),
             code=rec.get("exit_code"),
+            culprit="PID 1" if not culprit or culprit.get("pid1") else _proc(culprit),
         )
         key = "story_ok" if rec["verdict"] == "graceful" else "story_bad"
-        lines.append(f"  verdict: {self._paint(key, rec['verdict'])}: {text}")
+        lines.append(f"  verdict: {self._paint(key, rec['verdict'])}: {printable(text)}")
         lines.append(f"  fix: {printable(rec.get('hint') or '')}")
         if rec.get("caveat"):
             lines.append(f"  note: {printable(rec['caveat'])}")

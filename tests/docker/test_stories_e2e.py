@@ -39,6 +39,25 @@ GRACE_S = 2
 VERDICT_TIMEOUT_S = 8.0  # the settle window (1.5 s) and a few ticks after the exit
 NO_SIGKILL = "SIGKILL is never seen as a stop"  # ptrace's cannot_see
 UNSEEN_KILL = "no SIGKILL was seen"  # the verdict's caveat when PID 1's exit stands for it
+UNKNOWN_HANDLER = "handler is not known"  # ... when a teardown victim's handler is unknown
+
+
+def sees_caught(recs: list[Record]) -> bool:
+    """Whether this backend's SIGKILL records say which signals the target handled (`caught`):
+    without it, a teardown victim's handler is unknown and a stop is never called graceful."""
+    kills = [r for r in recs if r["type"] == "signal" and r["signal"] == "SIGKILL"]
+    return any(isinstance(r["target_state"].get("caught"), list) for r in kills)
+
+
+def graceful_or_unsure(v: Record, recs: list[Record]) -> None:
+    """graceful where the handlers are known; else the teardown's sleep (no handler, but that
+    is not seen) makes it not_forwarded with the caveat saying why."""
+    if sees_caught(recs) or not v["killed_by_teardown"]:
+        assert v["verdict"] == "graceful" and v["caveat"] is None
+        assert v["hint"].startswith("Nothing to fix.")
+    else:
+        assert (v["verdict"], v["killed_by"]) == ("not_forwarded", "teardown")
+        assert UNKNOWN_HANDLER in v["caveat"]
 
 
 def sigtrace(*args: str) -> list[str]:
@@ -80,7 +99,7 @@ def explain(name: str) -> tuple[int, Record]:
         timeout=30,
         check=False,
     )
-    assert r.returncode in (0, 10), r.stderr
+    assert r.returncode in (0, 10, 11), r.stderr
     return r.returncode, json.loads(r.stdout)
 
 
@@ -260,8 +279,8 @@ def test_execform_stop_is_told_as_graceful(
     )
     assert pid1_signals(recs, "SIGKILL") == []
     v = the_verdict(recs, c)
-    assert (v["verdict"], v["exit_code"], v["kill_at"], v["wasted_s"]) == ("graceful", 0, None, 0)
-    assert v["caveat"] is None and v["hint"].startswith("Nothing to fix.")
+    assert (v["exit_code"], v["kill_at"]) == (0, None)
+    graceful_or_unsure(v, recs)
     if backend == "ptrace":
         assert v["killed_by_teardown"] == []  # the teardown's SIGKILL is not seen either
 
@@ -365,7 +384,8 @@ def test_tini_forwards_the_stop_and_it_is_told_as_graceful(
             ("pending", "blocked") if blocked else ("delivered", None)
         )
     v = the_verdict(recs, c)
-    assert (v["verdict"], v["exit_code"], v["kill_at"]) == ("graceful", 0, None)
+    assert (v["exit_code"], v["kill_at"]) == (0, None)
+    graceful_or_unsure(v, recs)
     assert [(f["sender"]["pid"], f["target"]["comm"]) for f in v["forwarded"]] == [
         (c.pid, "server.sh")
     ]

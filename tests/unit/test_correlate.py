@@ -222,3 +222,21 @@ def test_replay_rejects_other_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not a recording\n")
     with open(bad, "rb") as f, pytest.raises(ValueError):
         read(f)
+
+
+def test_replay_tells_the_story_with_the_pid_namespace_for_the_container() -> None:
+    out, pids = load("pid1")
+    (v,) = [r for r in out if r["type"] == "verdict"]
+    init = pids["init"]
+    assert (v["verdict"], v["pid1"]["pid"], v["exit_code"]) == ("ignored_by_pid1", init, 137)
+    assert v["container"]["id"].startswith("pidns:") and v["container"]["name"] is None
+    assert v["culprit"]["pid"] == init and v["wasted_s"] == v["grace_s"] > 0
+    host = one(
+        out,
+        type="signal",
+        signal="SIGTERM",
+        target__pid=init,
+        sender__pid=pids["tracer_host_sender"],
+    )
+    assert host["sender"]["container"] is None  # the host's pid namespace: no container
+    assert out.index(v) > out.index(one(out, type="exit", process__pid=init))

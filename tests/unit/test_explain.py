@@ -27,7 +27,8 @@ def test_shell_form_pid1_drops_it_and_everything_is_killed() -> None:
     sh = Proc(20, "sh", 1, "/bin/sh -c /bin/server.sh; exit $?", children=(SERVER,))
     p = predict(snap(sh))
     assert (p.expect, p.graceful, p.confidence) == ("ignored_by_pid1", False, "high")
-    assert p.summary.startswith("SIGTERM will be dropped: PID 1 (`/bin/sh -c")
+    assert p.summary.startswith("SIGTERM will be dropped: PID 1 `/bin/sh -c")
+    assert p.exit_code == 10
     assert "server.sh (pid 31 ns:7), sleep (pid 40 ns:10) are SIGKILLed" in p.summary
     assert "exec form" in p.hint and "--init" in p.hint
 
@@ -67,26 +68,51 @@ def test_tini_over_a_shell_leaves_the_server_to_the_teardown() -> None:
     sh = Proc(30, "sh", 8, "/bin/sh -c /bin/server.sh; exit $?", children=(SERVER,))
     tini = Proc(20, "docker-init", 1, "/sbin/docker-init -- /bin/sh -c …", children=(sh,))
     p = predict(snap(tini))  # known by name even when not caught in sigtimedwait
-    assert (p.expect, p.confidence) == ("graceful", "low")
+    # tini passes SIGTERM to sh, which dies of it; server.sh, which handles it, never gets it
+    assert (p.expect, p.confidence, p.exit_code) == ("not_forwarded", "medium", 10)
     assert "server.sh (pid 31 ns:7)" in p.summary and "teardown" in p.summary
+    assert "without passing it to server.sh (pid 31 ns:7)" in p.hint
+
+
+def test_tini_over_a_shell_whose_children_have_no_handler_is_graceful() -> None:
+    sh = Proc(30, "sh", 8, "/bin/sh -c sleep 9", children=(SLEEP,))
+    tini = Proc(20, "docker-init", 1, "/sbin/docker-init -- /bin/sh -c …", children=(sh,))
+    p = predict(snap(tini))
+    assert (p.expect, p.confidence, p.exit_code) == ("graceful", "medium", 0)
 
 
 def test_init_forwarding_to_a_child_that_ignores_it() -> None:
     child = Proc(30, "app", 7, "app", ignored=True)
     p = predict(snap(Proc(20, "dumb-init", 1, "dumb-init app", sigwait=True, children=(child,))))
-    assert (p.expect, p.graceful) == ("ignored_sig_ign", False)
+    assert (p.expect, p.graceful, p.exit_code) == ("ignored_sig_ign", False, 10)
+    assert p.hint.startswith("app (pid 30 ns:7), to which PID 1 `dumb-init app` passes SIGTERM on")
+
+
+def test_sig_ign_hint_names_the_stop_signal() -> None:
+    pid1 = Proc(20, "app", 1, "app", ignored=True)
+    p = predict(snap(pid1, signo=3))
+    assert "`trap '' QUIT`" in p.hint and "TERM" not in p.hint
 
 
 def test_blocked_and_not_waiting_stays_pending() -> None:
     p = predict(snap(Proc(20, "app", 1, "app", blocked=True)))
-    assert (p.expect, p.graceful, p.confidence) == ("not_forwarded", False, "low")
+    assert (p.expect, p.graceful, p.confidence) == ("blocked", False, "low")
+    assert p.exit_code == 11  # a signalfd reader looks the same: no answer to gate on
 
 
-def test_handler_over_workers_that_want_it_is_unsure() -> None:
+def test_shell_handler_over_workers_that_want_it_is_unsure_and_not_graceful() -> None:
+    # The wrapper that exits first and the one that forwards and waits look the same in /proc.
     pid1 = Proc(20, "noforward.sh", 1, "/bin/sh /bin/noforward.sh", caught=True)
     p = predict(snap(replace(pid1, children=(SERVER,))))
-    assert (p.expect, p.graceful, p.confidence) == ("graceful", True, "low")
+    assert (p.expect, p.graceful, p.confidence, p.exit_code) == ("not_forwarded", False, "low", 11)
     assert "server.sh (pid 31 ns:7) handles SIGTERM too" in p.summary
+    assert "may exit on SIGTERM without passing it to server.sh" in p.hint
+
+
+def test_program_handler_over_workers_is_graceful_but_unsure() -> None:
+    master = Proc(20, "gunicorn", 1, "gunicorn app", caught=True, children=(SERVER,))
+    p = predict(snap(master))
+    assert (p.expect, p.confidence, p.exit_code) == ("graceful", "low", 11)
 
 
 # The edge: /proc as the predictor sees it

@@ -31,10 +31,27 @@ def run(records: list[dict], tracker: StoryTracker | None = None) -> list[dict]:
     return out + tracker.flush()
 
 
-def one(name: str) -> dict:
-    verdicts = run(load(name))
+def one(name: str, caught: dict[str, list[str]] | None = None) -> dict:
+    records = load(name) if caught is None else with_caught(load(name), caught)
+    verdicts = run(records)
     assert len(verdicts) == 1, verdicts
     return verdicts[0]
+
+
+# What these recordings' processes handle (tests/images): server.sh traps TERM, sleep nothing.
+CAUGHT = {"server.sh": ["SIGTERM"], "sleep": [], "docker-init": [], "sh": []}
+
+
+def with_caught(records: list[dict], caught: dict[str, list[str]]) -> list[dict]:
+    """The recording as a kernel that reports `caught` (issue 10) records it: on SIGKILL
+    records (`target_state.caught`) and exits, by comm."""
+    out = copy.deepcopy(records)
+    for r in out:
+        if r["type"] == "signal" and r["signo"] == 9 and r["target"].get("comm") in caught:
+            r["target_state"]["caught"] = caught[r["target"]["comm"]]
+        if r["type"] == "exit" and r["process"].get("comm") in caught:
+            r["caught"] = caught[r["process"]["comm"]]
+    return out
 
 
 def shifted(records: list[dict], delta_ns: int) -> list[dict]:
@@ -86,17 +103,34 @@ def test_shellform_stop_is_ignored_by_pid1_and_wastes_the_grace_period() -> None
 
 
 def test_execform_stop_is_graceful() -> None:
-    v = one("execform")
-    assert v["verdict"] == "graceful"
+    v = one("execform", CAUGHT)
+    assert v["verdict"] == "graceful" and v["culprit"] is None and v["caveat"] is None
     assert v["kill_at"] is None and v["grace_s"] is None and v["wasted_s"] == 0.0
     assert v["exit_code"] == 0
     # server.sh's own `sleep 1` is left to the teardown: listed, not a reason to fail.
     assert [p["comm"] for p in v["killed_by_teardown"]] == ["sleep"]
     assert v["hint"].startswith("Nothing to fix.")
+    assert [(p["comm"], p["state"], p["ending"], p["stop_handler"]) for p in v["processes"]] == [
+        ("server.sh", "handled", "exited", True),
+        ("sleep", "never_reached", "teardown", False),
+    ]
+
+
+def test_without_caught_a_teardown_victim_is_never_called_graceful() -> None:
+    # The same recording as made before `caught`: whether sleep handled SIGTERM is unknown,
+    # and a wrapper whose server the teardown killed looks the same. Not graceful on a guess.
+    v = one("execform")
+    assert (v["verdict"], v["killed_by"], v["culprit"]["comm"]) == (
+        "not_forwarded",
+        "teardown",
+        "server.sh",
+    )
+    assert "whether sleep(7187 ns:7) had a SIGTERM handler is not known" in v["caveat"]
+    assert "sleep(7187 ns:7), which the namespace teardown then SIGKILLed" in v["hint"]
 
 
 def test_tini_receives_and_forwards_and_the_stop_is_graceful() -> None:
-    v = one("tini")
+    v = one("tini", CAUGHT)
     assert v["verdict"] == "graceful"
     assert v["pid1"]["comm"] == "docker-init"
     fwd = v["forwarded"]
@@ -104,6 +138,8 @@ def test_tini_receives_and_forwards_and_the_stop_is_graceful() -> None:
         ("docker-init", "server.sh", "SIGTERM")
     ]
     assert any("docker-init" in e["what"] and "-> server.sh" in e["what"] for e in v["evidence"])
+    hops = [(h["sender"]["comm"], h["target"]["comm"], h["result"]) for h in v["hops"]]
+    assert hops == [("runc", "docker-init", "handled"), ("docker-init", "server.sh", "handled")]
 
 
 def test_docker_kill_is_killed_without_stop_signal() -> None:
@@ -182,7 +218,7 @@ def without_sigkill(records: list[dict]) -> list[dict]:
 )
 def test_sigkill_not_traced_is_never_graceful(name: str, verdict: str) -> None:
     # `--signal TERM` on any backend: before, a stop that ended in SIGKILL read "graceful".
-    (v,) = run(without_sigkill(load(name)))
+    (v,) = run(without_sigkill(with_caught(load(name), CAUGHT)))
     assert v["verdict"] == verdict and v["kill_at"] is None
     assert ("no SIGKILL was seen" in (v["caveat"] or "")) == (verdict != "graceful")
 
@@ -221,7 +257,7 @@ def test_pid_wraparound_recorded_slowstop_is_slow_shutdown() -> None:
 
 
 def test_two_containers_stopped_together_get_one_verdict_each() -> None:
-    verdicts = run(load("two"))
+    verdicts = run(with_caught(load("two"), CAUGHT))
     got = sorted((v["container"]["name"].split("-")[3], v["verdict"]) for v in verdicts)
     assert got == [("exec", "graceful"), ("shell", "ignored_by_pid1")]
 
@@ -253,7 +289,11 @@ def test_arrival_order_within_a_few_ms_changes_nothing(name: str, seed: int) -> 
 
 
 def test_interleaved_stops_of_several_containers_give_the_same_verdicts() -> None:
-    shell, exe, noforward = load("shellform"), load("execform"), load("noforward")
+    shell, exe, noforward = (
+        load("shellform"),
+        with_caught(load("execform"), CAUGHT),
+        load("noforward"),
+    )
     t0 = parse_time(shell[1]["time"])
     # Move the other two so that all three stops overlap, 0.3 s and 0.7 s apart.
     exe = shifted(exe, t0 + 300_000_000 - parse_time(exe[1]["time"]))
@@ -333,13 +373,13 @@ def test_no_story_without_a_stop_a_kill_or_an_oom() -> None:
 
 
 def test_a_restarted_container_gets_a_second_story() -> None:
-    records = load("execform")
+    records = with_caught(load("execform"), CAUGHT)
     again = shifted(records, 30 * 10**9)
     assert [v["verdict"] for v in run(records + again)] == ["graceful", "graceful"]
 
 
 def test_image_stop_signal_is_followed() -> None:
-    records = copy.deepcopy(load("execform"))
+    records = with_caught(load("execform"), {"server.sh": ["SIGUSR1"], "sleep": []})
     for r in records:
         if r.get("signal") == "SIGTERM":
             r["signal"], r["signo"] = "SIGUSR1", 10

@@ -1,0 +1,141 @@
+"""The one table of termination verdicts: each one's name, whether it wastes the grace period,
+its one-line text (text output), its meaning (the README's table) and its hint template.
+stories.py (what happened), predict.py (what will happen), output/text.py and metrics.py all
+read it; tests/unit/test_verdicts.py fails when a verdict lacks an entry or when the README's
+table differs from `readme_table()`. Pure.
+
+Placeholders a template may use (`render` fills the ones it is given, `?` for the rest):
+  line:  {sig} stop signal, {wasted} and {grace} s, {code} PID 1's exit code, {culprit}
+  hint:  {sig} (`SIGQUIT`), {short} (`QUIT`), {culprit} (who lost it), {victims} (who paid
+         for it), {pid1_is} / {fix} (how PID 1 runs, and so what to change), {init},
+         {grace_text}, {left} (what the teardown ended), {via} (who passed it on)
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Any
+
+INIT_FIX = "run an init that forwards signals (`docker run --init`, tini, dumb-init)"
+GRACE_FIX = (
+    "give it longer (`docker stop -t`, compose `stop_grace_period`, Kubernetes "
+    "`terminationGracePeriodSeconds`) or make the shutdown faster"
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    wastes_grace: bool  # wasted_s counts the grace period spent after the stop signal was lost
+    line: str  # the text output's verdict line
+    meaning: str  # the README's table
+    hint: str  # the fix
+
+
+_TABLE = (
+    Verdict(
+        "graceful",
+        False,
+        "stopped on {sig} within the grace period, exit {code}",
+        "every process that handles the stop signal got it (from the runtime, or passed on), "
+        "and none of them died by SIGKILL",
+        "Nothing to fix.{left}",
+    ),
+    Verdict(
+        "ignored_by_pid1",
+        True,
+        "{sig} dropped: PID 1 has no handler; {wasted} s wasted, exit {code}",
+        "the kernel dropped the stop signal: PID 1 has no handler for it",
+        "{pid1_is} no {sig} handler, so the kernel drops {sig} (a namespace's init has no "
+        "default action): {fix}",
+    ),
+    Verdict(
+        "ignored_sig_ign",
+        True,
+        "{sig} discarded: {culprit} ignores it; {wasted} s wasted, exit {code}",
+        "the kernel discarded it: the process it reached ignores it (SIG_IGN), PID 1 or one "
+        "it was passed on to (`culprit`)",
+        "{culprit}{via} ignores {sig} (SIG_IGN: `trap '' {short}`, or inherited from what "
+        "started it): stop ignoring it, or set STOPSIGNAL to a signal it handles.",
+    ),
+    Verdict(
+        "blocked",
+        True,
+        "{sig} left pending: {culprit} blocks it; {wasted} s wasted, exit {code}",
+        "the stop signal stayed pending in a process that blocks it (PID 1, or one it was "
+        "passed on to) until SIGKILL",
+        "{culprit}{via} blocks {sig} (sigprocmask) and never took it, so it stayed pending "
+        "until SIGKILL: unblock it, or wait for it (sigwait, signalfd) and shut down, or {init}.",
+    ),
+    Verdict(
+        "not_forwarded",
+        True,
+        "{sig} not passed on by {culprit}; {wasted} s wasted, exit {code}",
+        "the stop signal reached a handler, but processes that handle it never got it and "
+        "were SIGKILLed: by the runtime after the grace period, or by the namespace teardown "
+        "when PID 1 exited first (`killed_by`)",
+        "{culprit} {victims}: `exec` the server (exec form, or `exec` in the wrapper), or "
+        'forward it and wait for the child (`kill -{short} "$child"; wait "$child"`), or {init}.',
+    ),
+    Verdict(
+        "slow_shutdown",
+        False,
+        "still stopping when SIGKILL came {grace} s after {sig}, exit {code}",
+        "a handler of the stop signal ran, but its process was still running at the "
+        "runtime's SIGKILL",
+        "{sig} reached {culprit}, but it was still shutting down when SIGKILL came"
+        "{grace_text}: " + GRACE_FIX + ".",
+    ),
+    Verdict(
+        "killed_without_stop_signal",
+        False,
+        "SIGKILL with no {sig} first, exit {code}",
+        "SIGKILL with no stop signal first (`docker kill`, `docker rm -f`)",
+        "The runtime sent SIGKILL with no {sig} first (`docker kill`, `docker rm -f`, or a "
+        "grace period of 0), so nothing could shut down cleanly: stop it with `docker stop` "
+        "or a grace period above 0.",
+    ),
+    Verdict(
+        "oom_killed",
+        False,
+        "ended by the OOM killer, exit {code}",
+        "the kernel's OOM killer ended it (not a stop)",
+        "The kernel's OOM killer ended {victims} at the container's memory limit; this was no "
+        "stop: raise the limit (`docker run --memory`, Kubernetes "
+        "`resources.limits.memory`) or use less memory.",
+    ),
+)
+VERDICTS: dict[str, Verdict] = {v.name: v for v in _TABLE}
+
+
+class _Blank(dict):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def render(template: str, **fields: Any) -> str:
+    """A template with the fields given; a field not given reads `?`."""
+    defaults = {"init": INIT_FIX, "left": "", "via": "", "grace_text": ""}
+    return string.Formatter().vformat(template, (), _Blank({**defaults, **fields}))
+
+
+def hint(name: str, **fields: Any) -> str:
+    return render(VERDICTS[name].hint, **fields)
+
+
+def line(name: str, **fields: Any) -> str:
+    v = VERDICTS.get(name)
+    return render(v.line, **fields) if v else name
+
+
+def wastes_grace(name: str) -> bool:
+    v = VERDICTS.get(name)
+    return bool(v and v.wastes_grace)
+
+
+def readme_table() -> str:
+    """The README's verdict table, exactly."""
+    rows = ["| verdict | wastes the grace period | meaning |", "|---|---|---|"]
+    rows += [f"| `{v.name}` | {'yes' if v.wastes_grace else 'no'} | {v.meaning} |" for v in _TABLE]
+    return "\n".join(rows)
