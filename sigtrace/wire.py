@@ -285,7 +285,7 @@ def decode(data: bytes) -> Record:
         v = _GEN_HEAD.unpack_from(data)
         off = _GEN_HEAD.size
         return Generate(
-            v[0], v[2], *v[3:6], *v[7:], _task_at(data, off), _task_at(data, off + _TASK_SIZE)
+            v[0], v[2], *v[3:7], *v[8:], _task_at(data, off), _task_at(data, off + _TASK_SIZE)
         )
     if kind == KIND_DELIVER:
         v = _DEL_HEAD.unpack_from(data)

@@ -7,18 +7,20 @@ TASK = (11, 22, 100, 101, 1, 1, 4026531836, 0, b"sh\0\0garbage\0\0\0\0\0")
 
 def test_generate_round_trip() -> None:
     head = (123, wire.KIND_GENERATE, 1)  # ts, kind, cpu
-    call = (7, wire.SYS_KILL, 42, 0, 0)  # seq, nr, req_pid, sys_flags, pad
+    # seq, nr, req_pid, sys_flags, pad: a pidfd signal to a process group (flags 4)
+    call = (7, wire.SYS_PIDFD_SEND_SIGNAL, 42, 4, 0xDEAD)
     facts = (15, 0, 0, 0, 0, wire.INFO_NOINFO, 1, 1, wire.HANDLER_DFL, wire.F_UNKILLABLE)
     target = (33, 44, 200, 201, 5, 6, 99, 1000, b"\xffbad\x1b[31m\0" + b"\0" * 8)
     values = (*head, *call, *facts, *TASK, *target)
     rec = wire.decode(wire.struct_of("st_generate").pack(*values))
     assert isinstance(rec, wire.Generate)
-    assert (rec.ts_ns, rec.cpu, rec.syscall_seq, rec.sys_nr, rec.req_pid) == (
+    assert (rec.ts_ns, rec.cpu, rec.syscall_seq, rec.sys_nr, rec.req_pid, rec.sys_flags) == (
         123,
         1,
         7,
-        wire.SYS_KILL,
+        wire.SYS_PIDFD_SEND_SIGNAL,
         42,
+        4,
     )
     assert (rec.sig, rec.result, rec.flags) == (15, 1, wire.F_UNKILLABLE)
     assert rec.sender == wire.Task(11, 22, 100, 101, 1, 1, 4026531836, 0, "sh")
