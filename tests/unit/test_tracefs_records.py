@@ -246,5 +246,5 @@ def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
     (s,) = Correlator(str).feed(builder.line(p)[0])
     assert s["target"]["ns_pid"] is None
     assert s["target_state"] == dict.fromkeys(
-        ("handler", "blocked", "unkillable", "ptraced", "waiting")
+        ("handler", "blocked", "unkillable", "ptraced", "waiting", "caught")
     )
