@@ -239,6 +239,32 @@ static __always_inline u32 handler_of(struct task_struct *t, int sig)
 	return ST_HANDLER_FUNC;
 }
 
+/* Which signals the task had a handler function for (SigCgt: bit n-1 for signal n). Only
+ * for a SIGKILL's target and an exit: 64 reads would tax every signal of a storm. False when
+ * it has no sighand: __exit_signal() drops it in release_task(), after sched_process_exit. */
+static __always_inline bool caught_mask(struct task_struct *t, u64 *mask)
+{
+	struct sighand_struct *sh = BPF_CORE_READ(t, sighand);
+
+	if (!sh)
+		return false;
+	unsigned long base = (unsigned long)sh + bpf_core_field_offset(struct sighand_struct, action) +
+			     bpf_core_field_offset(struct k_sigaction, sa) +
+			     bpf_core_field_offset(struct sigaction, sa_handler);
+	unsigned long stride = bpf_core_type_size(struct k_sigaction);
+	u64 m = 0;
+
+	for (int i = 0; i < 64; i++) {
+		unsigned long h = 0;
+
+		bpf_probe_read_kernel(&h, sizeof(h), (void *)(base + i * stride));
+		if (h > 1) /* neither SIG_DFL (0) nor SIG_IGN (1) */
+			m |= 1ULL << i;
+	}
+	*mask = m;
+	return true;
+}
+
 static __always_inline void read_info(struct kernel_siginfo *info, s32 *code, s32 *si_errno,
 				      s32 *si_pid, u32 *si_uid, u32 *kind)
 {
@@ -403,6 +429,9 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	}
 	if ((BPF_CORE_READ(cur, flags) & PF_EXITING) && tns && BPF_CORE_READ(tns, child_reaper) == cur)
 		flags |= ST_F_TEARDOWN;
+	/* Killed outright: did it have work to do (a handler for the stop signal it missed)? */
+	if (sig == SIGKILL && caught_mask(task, &e->caught))
+		flags |= ST_F_CAUGHT;
 	e->flags = flags;
 	fill_task(&e->sender, cur);
 	fill_task(&e->target, task);
@@ -696,6 +725,8 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 	e->exit_code = code;
 	if (code & 0x80)
 		flags |= ST_F_CORE_DUMPED;
+	if (caught_mask(task, &e->caught))
+		flags |= ST_F_CAUGHT;
 	e->flags = flags;
 	fill_task(&e->task, task);
 	bpf_ringbuf_submit(e, 0);

@@ -8,7 +8,7 @@
 #ifndef __SIGTRACE_H__
 #define __SIGTRACE_H__
 
-#define ST_ABI_VERSION 2
+#define ST_ABI_VERSION 3
 #define ST_COMM_LEN 16
 
 enum st_kind {
@@ -54,6 +54,7 @@ enum st_handler {
 #define ST_F_CORE_DUMPED (1u << 7) /* exit: core dumped */
 #define ST_F_WAITING (1u << 8)     /* target waits for it in sigtimedwait() (tini, dumb-init) */
 #define ST_F_FANOUT (1u << 9)      /* its syscall named a group: an st_syscall record follows */
+#define ST_F_CAUGHT (1u << 10)     /* `caught` was read (a SIGKILL's target, an exiting process) */
 
 struct st_task {
 	__u64 cgroup_id;    /* cgroup v2 (default hierarchy) id */
@@ -90,6 +91,8 @@ struct st_generate {
 	__s32 result;    /* enum trace_signal_deliver: 0 delivered .. 4 lose_info */
 	__u32 handler;   /* enum st_handler, target's disposition */
 	__u32 flags;
+	__u64 caught;    /* with ST_F_CAUGHT (SIGKILL only): bit n-1 set when the target had a
+			  * handler function for signal n (its /proc status SigCgt) */
 	struct st_task sender;
 	struct st_task target;
 };
@@ -126,6 +129,7 @@ struct st_exit {
 	struct st_header hdr;
 	__s32 exit_code; /* wait status: exit status << 8, or the signal | 0x80 for a core */
 	__u32 flags;
+	__u64 caught; /* with ST_F_CAUGHT: the process's handler mask at exit, as st_generate's */
 	struct st_task task;
 };
 

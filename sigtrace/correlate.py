@@ -168,6 +168,8 @@ class Correlator:
             "unkillable": bool(g.flags & wire.F_UNKILLABLE),
             "ptraced": bool(g.flags & wire.F_PTRACED),
             "waiting": bool(g.flags & wire.F_WAITING),
+            # who had work to do when a SIGKILL came: its handlers (null: not read)
+            "caught": None if g.caught is None else signals.names_of_mask(g.caught),
         }
         for path in g.unknown:  # a flag not set is not a fact: what was not known is null
             state[path.removeprefix("target_state.")] = None
@@ -230,6 +232,9 @@ class Correlator:
         out["signal"] = signals.name(st.signo) if st.signo else None
         out["core_dumped"] = st.core_dumped
         out["oom"] = None if e.oom_unknown else bool(e.flags & wire.F_OOM_VICTIM)
+        out["caught"] = None if e.caught is None else signals.names_of_mask(e.caught)
+        if e.derived:
+            out["derived"] = list(e.derived)
         return out
 
     def _oom(self, o: wire.Oom) -> Out:

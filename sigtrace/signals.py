@@ -129,6 +129,11 @@ def mask_of(signals: Iterable[int]) -> int:
     return mask
 
 
+def names_of_mask(mask: int) -> list[str]:
+    """A kernel signal mask (bit n-1 for signal n, as SigCgt) → names, by number."""
+    return [name(s) for s in range(1, NSIG + 1) if mask >> (s - 1) & 1]
+
+
 def default_action(signo: int) -> str:
     """What SIG_DFL does: terminate, core, stop or ignore."""
     if signo in KERNEL_IGNORE:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 KIND_GENERATE = 1
 KIND_DELIVER = 2
@@ -52,6 +52,7 @@ F_OOM_VICTIM = 1 << 6
 F_CORE_DUMPED = 1 << 7
 F_WAITING = 1 << 8
 F_FANOUT = 1 << 9
+F_CAUGHT = 1 << 10
 
 # (name, struct format) in declaration order; a tuple value is a nested struct.
 HEADER = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
@@ -86,6 +87,7 @@ LAYOUTS: dict[str, tuple] = {
         ("result", "i"),
         ("handler", "I"),
         ("flags", "I"),
+        ("caught", "Q"),
         ("sender", TASK),
         ("target", TASK),
     ),
@@ -113,7 +115,13 @@ LAYOUTS: dict[str, tuple] = {
         ("sys_flags", "I"),
         ("sender", TASK),
     ),
-    "st_exit": (("hdr", HEADER), ("exit_code", "i"), ("flags", "I"), ("task", TASK)),
+    "st_exit": (
+        ("hdr", HEADER),
+        ("exit_code", "i"),
+        ("flags", "I"),
+        ("caught", "Q"),
+        ("task", TASK),
+    ),
     "st_oom": (("hdr", HEADER), ("victim", TASK), ("trigger", TASK)),
 }
 
@@ -164,6 +172,9 @@ class Generate(NamedTuple):
     # `target_state.*` fields this backend could not know for this signal (its flag bit would
     # read false): null in the output.
     unknown: tuple[str, ...] = ()
+    # The target's handler mask (bit n-1: a handler function for signal n) when a SIGKILL was
+    # generated; None elsewhere and where it is not known.
+    caught: int | None = None
 
 
 class Deliver(NamedTuple):
@@ -202,6 +213,8 @@ class Exit(NamedTuple):
     exit_code: int  # wait status
     flags: int
     task: Task
+    caught: int | None = None  # the process's handler mask at its exit, as Generate's
+    derived: tuple[str, ...] = ()  # as Generate's (`caught`: read from /proc)
     # ptrace: F_OOM_VICTIM comes from the cgroup's OOM counter; unreadable, it is unknown
     oom_unknown: bool = False
 
@@ -287,7 +300,13 @@ def decode(data: bytes) -> Record:
         v = _GEN_HEAD.unpack_from(data)
         off = _GEN_HEAD.size
         return Generate(
-            v[0], v[2], *v[3:6], *v[7:], _task_at(data, off), _task_at(data, off + _TASK_SIZE)
+            v[0],
+            v[2],
+            *v[3:7],  # v[7]: _pad
+            *v[8:18],
+            _task_at(data, off),
+            _task_at(data, off + _TASK_SIZE),
+            caught=v[18] if v[17] & F_CAUGHT else None,
         )
     if kind == KIND_DELIVER:
         v = _DEL_HEAD.unpack_from(data)
@@ -297,7 +316,8 @@ def decode(data: bytes) -> Record:
         return Syscall(v[0], v[2], *v[3:], _task_at(data, _SYS_HEAD.size))
     if kind == KIND_EXIT:
         v = _EXIT_HEAD.unpack_from(data)
-        return Exit(v[0], v[2], v[3], v[4], _task_at(data, _EXIT_HEAD.size))
+        caught = v[5] if v[4] & F_CAUGHT else None
+        return Exit(v[0], v[2], v[3], v[4], _task_at(data, _EXIT_HEAD.size), caught)
     v = _OOM_HEAD.unpack_from(data)
     off = _OOM_HEAD.size
     return Oom(v[0], v[2], _task_at(data, off), _task_at(data, off + _TASK_SIZE))

@@ -26,7 +26,7 @@ from sigtrace import features, ringbuf, signals, wire
 from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
 from sigtrace.backends.bcc_records import SIZE_DEFINES, RecordBuilder
 from sigtrace.backends.procevents import ProcEvents
-from sigtrace.backends.proctask import TaskFacts
+from sigtrace.backends.proctask import CAUGHT_FROM_PROC, TaskFacts
 from sigtrace.backends.userfilter import Filters
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds, detect_layout
@@ -58,6 +58,7 @@ CANNOT_SEE = [
     "which signal a group exit's SIGKILL report stands for: inferred from the signal that "
     "caused it and the target's /proc dispositions (`derived`: signal)",
     "--save-raw: BCC's records are not the CO-RE wire format; nothing is saved",
+    CAUGHT_FROM_PROC,
 ]
 CANNOT_SEE_CGROUPS = (
     "cgroups: only the sender's cgroup v2 id comes from the kernel (the target's needs its "

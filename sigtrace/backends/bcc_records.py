@@ -315,6 +315,7 @@ class RecordBuilder:
                 target,
                 tuple(derived),
                 tuple(unknown),
+                sent.caught,
             )
         ]
 
@@ -412,6 +413,8 @@ class RecordBuilder:
             return
         ts, _, cpu, kflags, _pad = v[:5]
         task, _ = self._current(v, 5)
+        if kflags & BT_F_TRACKED:
+            self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
@@ -421,6 +424,7 @@ class RecordBuilder:
         """A task's wait status from the connector: an exit record for a group-dead exit
         that the kernel side reported (it comes before the connector's message)."""
         p = self.exiting.pop(e.tid, None)
+        caught = self.facts.caught(e.tgid)
         self.facts.forget(e.tid)
         if p is None:
             return []
@@ -432,7 +436,8 @@ class RecordBuilder:
         if not took_part and not (self.filters.any and self.filters.matches(p.task)):
             return []
         flags = (p.flags & BT_F_OOM_VICTIM) | (wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0)
-        return [wire.Exit(p.ts_ns, p.cpu, e.exit_code, flags, p.task)]
+        derived = ("caught",) if caught is not None else ()
+        return [wire.Exit(p.ts_ns, p.cpu, e.exit_code, flags, p.task, caught, derived)]
 
     def oldest_pending_exit(self) -> int | None:
         """The time of the oldest exit still waiting for its code."""

@@ -7,6 +7,8 @@ What cannot be read (the task is gone) is None, never a guess.
 
 Identity (tgid, namespace pids, cgroups) does not change over a task's life and is kept per
 tid until the task exits; dispositions and the blocked mask change and are read every time.
+The handler mask (SigCgt) last read per process is kept for its exit record: by the time an
+exit is handled the process is a zombie, whose SigCgt reads 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from sigtrace import wire
+from sigtrace import signals, wire
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.cgroup_path import parse_proc_cgroup
 from sigtrace.procfs import Procfs
@@ -25,6 +27,14 @@ from sigtrace.procfs import Procfs
 # A sender's identity is re-read after this long (its uid may change; pids get reused).
 IDENTITY_TTL_NS = 1_000_000_000
 CACHE_MAX = 8192
+# The start record's `cannot_see` for the backends that read a SIGKILL's `caught` from /proc.
+CAUGHT_FROM_PROC = (
+    "target_state.caught of a SIGKILL: /proc SigCgt read when the record is handled (listed "
+    "in `derived`), null when the target was already gone (usually: SIGKILL is quick); an "
+    "exit's `caught`: the SigCgt last read while the process lived (a signal to it, "
+    "--pid/--container first seeing it, its exit), so a handler set after that is missed "
+    "(`derived`; null if never read)"
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,7 @@ class TaskFacts:
         self.procfs = procfs
         self.cgroups = cgroups
         self._ids: OrderedDict[int, Identity] = OrderedDict()
+        self._caught: OrderedDict[int, int] = OrderedDict()  # tgid → SigCgt last read
 
     def status(self, tid: int) -> Status | None:
         raw = self.procfs.read(tid, "status")
@@ -136,7 +147,16 @@ class TaskFacts:
         st = parse_status(raw.decode("utf-8", "backslashreplace"))
         if st is not None:
             self._remember(st)
+            if st.dispositions_known:
+                self._caught[st.tgid] = st.sig_cgt
+                self._caught.move_to_end(st.tgid)
+                if len(self._caught) > CACHE_MAX:
+                    self._caught.popitem(last=False)
         return st
+
+    def caught(self, tgid: int) -> int | None:
+        """The process's handler mask (SigCgt) as last read while it lived; None: never read."""
+        return self._caught.get(tgid)
 
     def identity(self, tid: int, fresh: bool = False) -> Identity | None:
         """The task as last read (re-read when older than IDENTITY_TTL_NS or `fresh`)."""
@@ -154,6 +174,7 @@ class TaskFacts:
 
     def forget(self, tid: int) -> None:
         self._ids.pop(tid, None)
+        self._caught.pop(tid, None)  # a process's (tid == tgid): its pid may come back
 
     def _remember(self, st: Status) -> None:
         old = self._ids.get(st.tid)
@@ -199,6 +220,7 @@ class SentState(NamedTuple):
     flags: int  # wire.F_BLOCKED, wire.F_PTRACED
     derived: list[str]
     unknown: list[str]
+    caught: int | None = None  # a SIGKILL's: the target's SigCgt (None for other signals)
 
 
 def target_state_when_sent(st: Status | None, sig: int, delivered_since: bool) -> SentState:
@@ -213,9 +235,14 @@ def target_state_when_sent(st: Status | None, sig: int, delivered_since: bool) -
     blocked = False if delivered_since else st.blocked_when_sent(sig)
     flags = (wire.F_BLOCKED if blocked else 0) | (wire.F_PTRACED if st.tracer_pid else 0)
     read = ["target_state.handler", "target_state.blocked", "target_state.ptraced"]
+    # A task being SIGKILLed runs no more user code: the handlers read later are its last.
+    caught = st.sig_cgt if sig == signals.SIGKILL else None
+    if caught is not None:
+        read.append("target_state.caught")
     if blocked is None:
-        return SentState(st.handler(sig), None, flags, read[::2], ["target_state.blocked"])
-    return SentState(st.handler(sig), blocked, flags, read, [])
+        read.remove("target_state.blocked")
+        return SentState(st.handler(sig), None, flags, read, ["target_state.blocked"], caught)
+    return SentState(st.handler(sig), blocked, flags, read, [], caught)
 
 
 def unknown_task(pid: int | None, tid: int | None, comm: str | None = None) -> wire.Task:

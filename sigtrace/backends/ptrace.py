@@ -49,6 +49,9 @@ CANNOT_SEE = [
     "is looked up by si_pid in /proc), no system call (fan-out, failures), "
     "none taken with sigtimedwait/signalfd (tini, dumb-init: their stop tells no story)",
     "only the processes asked for and their descendants",
+    "target_state.caught: no SIGKILL is seen; an exit's `caught` is /proc SigCgt read at the "
+    "process's last signal stop (or attach, exec): a handler set after that is missed "
+    "(listed in `derived`; null if never read)",
 ]
 
 
@@ -291,11 +294,13 @@ class PtraceBackend(Backend):
             self.facts.identity(tracee.tid, fresh=True)
 
     def _delivery(self, tracee: Tracee, sig: int) -> list[wire.Record]:
+        # Stopped: this is the state it dequeued in. Read at every stop, traced signal or not:
+        # its handlers (SigCgt) as last read go into its exit record.
+        status = self.facts.status(tracee.tid)
         if sig not in self.config.signals:
             return []
         ts = time.monotonic_ns()
         info = pt.siginfo(tracee.tid)
-        status = self.facts.status(tracee.tid)  # stopped: this is the state it dequeued in
         ident = self.facts.identity(tracee.tid)
         if ident is None:
             target, depth = unknown_task(tracee.tgid, tracee.tid), 0
@@ -341,6 +346,9 @@ class PtraceBackend(Backend):
         # Re-read while the zombie is ours: busybox names an applet (prctl) after the exec
         # event, so the comm read then can be stale ("exe"). Gone already: the cached one.
         ident = self.facts.identity(tracee.tid, fresh=True)
+        # Its handlers as last read while it lived (a signal stop, attach or exec); a zombie's
+        # SigCgt reads 0 and is not kept.
+        caught = self.facts.caught(tracee.tid)
         self.facts.forget(tracee.tid)
         tgid = tracee.tgid if tracee.tgid is not None else (ident.task.pid if ident else None)
         if tgid != tracee.tid:
@@ -354,7 +362,19 @@ class PtraceBackend(Backend):
             flags |= wire.F_OOM_VICTIM if oom else 0
         elif tgid is not None:
             self.oom.forget(tgid)
-        return [wire.Exit(time.monotonic_ns(), 0, status, flags, task, oom_unknown=oom is None)]
+        derived = ("caught",) if caught is not None else ()
+        return [
+            wire.Exit(
+                time.monotonic_ns(),
+                0,
+                status,
+                flags,
+                task,
+                caught,
+                derived,
+                oom_unknown=oom is None,
+            )
+        ]
 
     def lost_total(self) -> int:
         return 0  # every stop is waited for: nothing can be lost, only delayed

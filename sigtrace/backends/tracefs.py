@@ -18,7 +18,7 @@ import time
 from sigtrace import features, wire
 from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
 from sigtrace.backends.procevents import ProcEvents
-from sigtrace.backends.proctask import TaskFacts
+from sigtrace.backends.proctask import CAUGHT_FROM_PROC, TaskFacts
 from sigtrace.backends.tracefs_instance import (
     Instance,
     and_filters,
@@ -54,6 +54,7 @@ CANNOT_SEE = [
     "cgroups: the tracepoints carry none; --container/--pod filter in user space, "
     "from /proc/<pid>/cgroup",
     "--save-raw: there are no binary kernel records to save",
+    CAUGHT_FROM_PROC,
 ]
 CANNOT_SEE_PIDS = [
     "--pid: a thread started later joins the in-kernel filter within 0.5 s",

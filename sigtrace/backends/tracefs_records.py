@@ -107,6 +107,8 @@ class RecordBuilder:
             if p.get("group_dead") is not False:
                 bounded_set(self.exiting, p["pid"], (p["comm"], p["ts_ns"]))
                 bounded_set(self.exit_comm, p["pid"], p["comm"])
+                if self.tracked.get(self.tgid_of.get(p["pid"], p["pid"])):
+                    self.facts.status(p["pid"])  # its handlers, if not a zombie yet
         elif event == "mark_victim":
             return self._oom(p)
         return []
@@ -209,6 +211,7 @@ class RecordBuilder:
                 target,
                 tuple(derived),
                 tuple(unknown),
+                sent.caught,
             )
         ]
 
@@ -399,6 +402,7 @@ class RecordBuilder:
         tracked = self.tracked.pop(e.tgid, False)
         oom = self.oom_victims.pop(e.tgid, False)
         self.group_exit.pop(e.tgid, None)
+        caught = self.facts.caught(e.tgid)
         self.facts.forget(e.tid)
         self.facts.forget(e.tgid)
         if not tracked and not (self.filters.any and self.filters.matches(task)):
@@ -406,4 +410,5 @@ class RecordBuilder:
         flags = (wire.F_OOM_VICTIM if oom else 0) | (
             wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0
         )
-        return [wire.Exit(ts_ns, e.cpu, e.exit_code, flags, task)]
+        derived = ("caught",) if caught is not None else ()
+        return [wire.Exit(ts_ns, e.cpu, e.exit_code, flags, task, caught, derived)]

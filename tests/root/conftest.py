@@ -113,6 +113,27 @@ def flood(pid: int, sig: int, seconds: float) -> Iterator[subprocess.Popen[bytes
         proc.stdout.close()
 
 
+def children(pid: int, n: int) -> list[int]:
+    """The children of `pid`, once it has `n`."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    wait_for(lambda: len(path.read_text().split()) == n, what=f"{n} children of {pid}")
+    return [int(w) for w in path.read_text().split()]
+
+
+@contextlib.contextmanager
+def pidns_init(script: str, n: int) -> Iterator[tuple[subprocess.Popen[bytes], int, list[int]]]:
+    """`sh -c script` as PID 1 of a new pid namespace, once it has `n` children: (unshare,
+    the init's host pid, its children's). Killed on exit (--kill-child takes the rest)."""
+    init = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sh", "-c", script])
+    try:
+        sh = children(init.pid, 1)[0]
+        yield init, sh, children(sh, n)
+    finally:
+        if init.poll() is None:
+            init.kill()
+            init.wait()
+
+
 # --- the workload ---------------------------------------------------------------------------
 
 AGENT = r"""

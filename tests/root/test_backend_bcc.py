@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sigtrace_root_helpers import NOBODY, REPO, delivers, exits, one, signals, wait_for
+from sigtrace_root_helpers import (
+    NOBODY,
+    REPO,
+    delivers,
+    exits,
+    one,
+    pidns_init,
+    signals,
+)
 
 from sigtrace.backends.bcc import BccBackend, locate_bcc
 from sigtrace.config import TraceConfig
@@ -202,21 +210,12 @@ def test_default_sigterm_exits_143_through_the_connector(
 
 
 def test_namespace_teardown_sigkills_are_scoped(tracer: StartTracer) -> None:
-    init = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", "sh", "-c", "sleep 600 & sleep 600 & wait"]
-    )
-    try:
-        sh = _child_of(init.pid)
-        wait_for(lambda: len(_children(sh)) == 2, what="the init's two sleeps")
-        sleeps = sorted(_children(sh))
+    with pidns_init("sleep 600 & sleep 600 & wait", 2) as (init, sh, sleeps):
+        sleeps.sort()
         t = bcc(tracer, ["KILL"], [sh, *sleeps])
         os.kill(sh, signal.SIGKILL)
         init.wait(10)
         records = t.stop()
-    finally:
-        if init.poll() is None:
-            init.kill()
-            init.wait()
 
     host = one(signals(records, target_pid=sh), "the host's SIGKILL")
     assert (host["outcome"], host["scope"]) == ("delivered", "process")
@@ -225,16 +224,6 @@ def test_namespace_teardown_sigkills_are_scoped(tracer: StartTracer) -> None:
     for s in torn:
         assert (s["scope"], s["code"], s["outcome"]) == ("pidns_teardown", "SI_KERNEL", "delivered")
         assert "scope" in s["derived"]  # the sender's ns pid 1 came from /proc
-
-
-def _children(pid: int) -> list[int]:
-    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(w) for w in text.split()]
-
-
-def _child_of(pid: int) -> int:
-    wait_for(lambda: len(_children(pid)) == 1, what=f"a child of {pid}")
-    return _children(pid)[0]
 
 
 def test_start_record_names_what_bcc_cannot_see(tracer: StartTracer, agents: Agents) -> None:

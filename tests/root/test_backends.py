@@ -420,6 +420,38 @@ def test_pid1_ignores_its_own_sigkill_but_dies_of_the_hosts(
         read_from_proc(s, "target_state.blocked", False)
 
 
+def test_sigkill_and_exit_name_who_had_work_to_do(
+    tracer: StartTracer, agents: Agents, backend: str
+) -> None:
+    """A SIGKILLed process's handlers (SigCgt) when it was killed and at its exit: one with
+    a SIGTERM handler (python's SIGINT too), one with none at all ([], not null)."""
+    trapper, plain = agents("TERM=handler"), agents("INT=default")
+    t = start(tracer, backend, ["KILL"], [trapper.pid, plain.pid])
+    for a in (trapper, plain):
+        os.kill(a.pid, signal.SIGKILL)
+        assert a.wait() == -signal.SIGKILL
+    records = t.stop()  # type: ignore[attr-defined]
+
+    for a, caught in ((trapper, ["SIGINT", "SIGTERM"]), (plain, [])):
+        ex = one(exits(records, pid=a.pid), "exit")
+        assert ex["exit_code"] == 137 and list(ex).index("caught") == list(ex).index("oom") + 1
+        if backend == "core":  # read in the kernel, at the SIGKILL and at the exit
+            s = one(signals(records, target_pid=a.pid), "SIGKILL")
+            assert s["target_state"]["caught"] == caught and "derived" not in s
+            assert ex["caught"] == caught and "derived" not in ex
+            continue
+        # The last SigCgt read while it lived: --pid's processes are read when tracing starts.
+        assert (ex["caught"], ex["derived"]) == (caught, ["caught"])
+        if backend == "ptrace":  # no SIGKILL stop
+            assert signals(records) == []
+            assert cannot_see(records, backend, "target_state.caught: no SIGKILL is seen")
+            continue
+        # Read from /proc when the record was handled: usually a zombie by then (null).
+        s = one(signals(records, target_pid=a.pid), "SIGKILL")
+        read_from_proc(s, "target_state.caught", caught)
+        assert cannot_see(records, backend, "target_state.caught of a SIGKILL")
+
+
 # --- auto, with features hidden through sigtrace's own settings ------------------------------
 
 

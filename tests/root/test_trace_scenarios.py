@@ -24,6 +24,7 @@ from sigtrace_root_helpers import (
     flood,
     one,
     parse_lines,
+    pidns_init,
     signals,
     wait_for,
 )
@@ -116,6 +117,33 @@ def test_pid1_ignores_its_own_sigkill_but_dies_of_the_hosts(
     order = [r for r in records if r in (inside, host, ex)]
     assert order == [inside, host, ex]
     assert_counts_match(records)
+
+
+def test_namespace_teardown_names_who_had_work_to_do(tracer: StartTracer) -> None:
+    """PID 1 dies; the kernel SIGKILLs what is left in its namespace. Each SIGKILL (and exit)
+    says which signals its process had a handler for: a shell that traps SIGTERM had work to
+    do; a sleep had none ([], not unknown)."""
+    trap = "sh -c 'trap \"exit 0\" TERM; while :; do sleep 1; done' & sleep 600 & wait"
+    with pidns_init(trap, 2) as (init, sh, kids):
+        trapper, sleeper = sorted(kids, key=lambda p: _status(p, "Name") != "sh")
+        wait_for(lambda: int(_status(trapper, "SigCgt"), 16) & 1 << 14, what="its TERM trap")
+        t = tracer(signals=["KILL"], pids=[sh, trapper, sleeper])
+        os.kill(sh, signal.SIGKILL)
+        init.wait(10)
+        records = t.stop()
+
+    for pid, has_term in ((trapper, True), (sleeper, False)):
+        s = one(signals(records, target_pid=pid), "teardown SIGKILL")
+        assert (s["scope"], s["sender"]["pid"]) == ("pidns_teardown", sh)
+        assert ("SIGTERM" in s["target_state"]["caught"]) == has_term
+        ex = one(exits(records, pid=pid), "exit")
+        assert ex["exit_code"] == 137 and ex["caught"] == s["target_state"]["caught"]
+    assert one(signals(records, target_pid=sleeper))["target_state"]["caught"] == []
+
+
+def _status(pid: int, key: str) -> str:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(key + ":"))
 
 
 # 3 ------------------------------------------------------------------------------------------

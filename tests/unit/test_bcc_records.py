@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 from sigtrace import wire
-from sigtrace.backends.bcc_records import SYSCALL, RecordBuilder
+from sigtrace.backends.bcc_records import (
+    BT_F_SYSCALL,
+    BT_F_TRACKED,
+    EXIT,
+    GENERATE,
+    SYSCALL,
+    RecordBuilder,
+)
+from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.userfilter import Filters
 from sigtrace.correlate import Correlator
@@ -49,3 +57,37 @@ def test_failed_kill_of_a_sender_gone_from_proc_has_no_namespace_pid() -> None:
     out = failed_kill(PIDS["eperm_sender"])  # kill(1) exits before its record is handled
     assert (out["sender"]["ns_pid"], out["sender"]["pid1"]) == (None, None)
     assert "derived" not in out
+
+
+def generate(sig: int, target: int, seq: int) -> bytes:
+    """kill(target, sig) by the recorder, as the BCC program records it."""
+    rec = PIDS["recorder"]
+    return GENERATE.pack(
+        1000 + seq, wire.KIND_GENERATE, 0, seq, wire.SYS_KILL, target, 0, BT_F_SYSCALL,
+        sig, 0, 0, 1, 0, target, b"python",
+        0, rec, rec, 0, 0, b"python",
+    )  # fmt: skip
+
+
+def test_a_sigkills_and_an_exits_caught_are_read_from_proc() -> None:
+    """The BCC program reads no task_struct (its headers need not match the kernel): the
+    target's SigCgt comes from /proc, read when the batch is handled, and its exit keeps it."""
+    handler = PIDS["handler"]  # SIGINT and SIGTERM caught
+    died = EXIT.pack(1009, wire.KIND_EXIT, 0, BT_F_TRACKED, 0, 0, handler, handler, 0, 0, b"p")
+    facts = TaskFacts(RecordedProcfs("/nonexistent"))
+    builder = RecordBuilder(facts, frozenset({9, 15}), Filters())
+    records = builder.build([generate(9, handler, 1), generate(15, handler, 2), died])
+    records += builder.proc_exit(ProcExit(1010, 0, handler, handler, 9))
+    corr = Correlator(str)
+    kill, term, ex = (out for rec in records for out in corr.feed(rec))
+    assert kill["target_state"]["caught"] == ["SIGINT", "SIGTERM"]
+    assert "target_state.caught" in kill["derived"]
+    assert term["target_state"]["caught"] is None
+    assert "target_state.caught" not in term["derived"]
+    assert (ex["type"], ex["caught"], ex["derived"]) == ("exit", ["SIGINT", "SIGTERM"], ["caught"])
+    assert facts.caught(handler) is None  # forgotten with the process: its pid may come back
+    # Gone from /proc before its record was handled: unknown, not "no handlers"
+    (gone,) = builder.build([generate(9, 99999, 3)])
+    assert gone.caught is None
+    (out,) = corr.feed(gone)
+    assert out["target_state"]["caught"] is None

@@ -143,6 +143,25 @@ def test_overdue_syscall_flushes_without_fanout() -> None:
     assert out["fanout"] is None and (out["scope"], out["syscall"]) == ("pgrp", "kill")
 
 
+def test_caught_names_the_handlers_a_sigkill_met_and_an_exit_left() -> None:
+    # SIGINT, SIGTERM, glibc's SIG32, SIGRTMIN+2 and SIGRTMAX: by number, named as `signal`
+    mask = 1 << 1 | 1 << 14 | 1 << 31 | 1 << 35 | 1 << 63
+    names = ["SIGINT", "SIGTERM", "SIG32", "SIGRTMIN+2", "SIGRTMAX"]
+    c = corr()
+    (kill,) = c.feed(gen(1, 21, sig=9)._replace(caught=mask))
+    assert list(kill["target_state"])[-1] == "caught" and kill["target_state"]["caught"] == names
+    (none,) = c.feed(gen(2, 22, sig=9)._replace(caught=0))
+    assert none["target_state"]["caught"] == []  # read: no handler at all, not unknown
+    (term,) = c.feed(gen(3, 23, sig=15))
+    assert term["target_state"]["caught"] is None  # not read for other signals
+    (ex,) = c.feed(wire.Exit(4, 0, 9, 0, task(21), caught=mask))
+    assert list(ex)[-1] == "caught" and ex["caught"] == names and "derived" not in ex
+    (ex,) = c.feed(wire.Exit(5, 0, 9, 0, task(22), caught=1 << 14, derived=("caught",)))
+    assert (ex["caught"], ex["derived"]) == (["SIGTERM"], ["caught"])
+    (ex,) = c.feed(wire.Exit(6, 0, 9, 0, task(23)))
+    assert ex["caught"] is None
+
+
 def load(name: str) -> tuple[list[dict], dict]:
     with open(STREAMS / f"{name}.raw", "rb") as f:
         offset, records = read(f)
@@ -215,6 +234,15 @@ def test_recorded_dispositions() -> None:
     eperm = one(out, type="signal", target__pid=p["victim"], outcome="failed")
     assert eperm["reason"] == "EPERM"
     assert one(out, type="exit", process__pid=p["victim"])["exit_code"] == 137
+    # SIGKILLed with a SIGTERM handler (sh's trap) and without any (sleep): read in the kernel
+    # when the SIGKILL was generated and again at the exit
+    trapped = one(out, type="signal", signal="SIGKILL", target__pid=p["trapper"])
+    assert "SIGTERM" in trapped["target_state"]["caught"]
+    assert "SIGTERM" in one(out, type="exit", process__pid=p["trapper"])["caught"]
+    plain = one(out, type="signal", signal="SIGKILL", target__pid=p["victim"])
+    assert plain["target_state"]["caught"] == []
+    assert one(out, type="exit", process__pid=p["victim"])["caught"] == []
+    assert one(out, type="signal", target__pid=p["ign"])["target_state"]["caught"] is None
 
 
 def test_replay_rejects_other_files(tmp_path: Path) -> None:

@@ -8,10 +8,12 @@ from sigtrace import wire
 from sigtrace.backends.proctask import (
     Identity,
     SentState,
+    TaskFacts,
     parse_status,
     si_pid_seen_by,
     target_state_when_sent,
 )
+from sigtrace.procfs import Procfs
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tracefs"
 STATUS = json.loads((DATA / "scenarios.status.json").read_text())
@@ -100,3 +102,38 @@ def test_a_caught_signal_read_blocked_but_no_longer_pending_met_an_unknown_mask(
     assert sent(_masks(blocker, term, term), delivered_since=True).blocked is False
     gone = target_state_when_sent(None, 15, False)
     assert (gone.handler, gone.blocked, gone.derived) == (None, None, [])
+
+
+class _Procfs(Procfs):
+    def __init__(self, status: dict[int, str]) -> None:
+        super().__init__("/nonexistent")
+        self.status = status
+
+    def read(self, pid: int, name: str) -> bytes | None:
+        text = self.status.get(pid)
+        return text.encode() if text is not None and name == "status" else None
+
+
+def test_the_handlers_last_read_while_a_process_lived_are_kept_for_its_exit() -> None:
+    pid = PIDS["handler"]
+    text = STATUS[str(pid)]["status"]  # SigCgt 0x4002: SIGINT, SIGTERM
+    procfs = _Procfs({pid: text})
+    facts = TaskFacts(procfs)
+    assert facts.caught(pid) is None  # never read: unknown
+    facts.status(pid)
+    assert facts.caught(pid) == 0x4002
+    # a zombie's SigCgt reads 0 (its sighand is gone): not a fact, the last one stays
+    procfs.status[pid] = re.sub(r"(?m)^SigCgt:.*$", "SigCgt:\t0", text.replace("\tS", "\tZ"))
+    facts.status(pid)
+    assert facts.caught(pid) == 0x4002
+    facts.forget(pid)
+    assert facts.caught(pid) is None
+
+
+def test_a_sigkills_target_state_names_its_handlers() -> None:
+    st = _status("handler")
+    kill = target_state_when_sent(st, 9, False)
+    assert kill.caught == 0x4002 and "target_state.caught" in kill.derived
+    term = target_state_when_sent(st, 15, False)
+    assert term.caught is None and "target_state.caught" not in term.derived
+    assert target_state_when_sent(None, 9, False).caught is None

@@ -131,6 +131,21 @@ def test_sigkill_exits_137(out: list[Rec]) -> None:
     assert exit_of(out, PIDS["killed"])["exit_code"] == 137
 
 
+def test_sigkill_and_exit_name_the_handlers_read_from_proc(out: list[Rec]) -> None:
+    # Only a SIGKILL's target is read for them: who had work to do when it came
+    for s in (s for s in out if s["type"] == "signal" and s["target_state"]):
+        assert (s["target_state"]["caught"] is None) == (s["signo"] != 9), s
+        assert ("target_state.caught" in s.get("derived", [])) == (s["signo"] == 9)
+    (kill,) = [s for s in signals(out, PIDS["init"], sender=PIDS["recorder"]) if s["signo"] == 9]
+    assert kill["target_state"]["caught"] == ["SIGINT", "SIGCHLD"]  # sh: the init
+    (teardown,) = signals(out, PIDS["init_child"])
+    assert teardown["target_state"]["caught"] == []  # sleep: none at all, not unknown
+    # An exit's: the last read while the process lived (its zombie's SigCgt reads 0)
+    for role, caught in (("init", ["SIGINT", "SIGCHLD"]), ("handler", ["SIGINT", "SIGTERM"])):
+        ex = exit_of(out, PIDS[role])
+        assert (ex["caught"], ex["derived"]) == (caught, ["caught"])
+
+
 def test_kill_of_a_process_group_is_one_fanout_of_three(out: list[Rec]) -> None:
     sigs = [s for p in PIDS["pgrp"] for s in signals(out, p)]
     assert len(sigs) == 3
@@ -246,5 +261,5 @@ def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
     (s,) = Correlator(str).feed(builder.line(p)[0])
     assert s["target"]["ns_pid"] is None
     assert s["target_state"] == dict.fromkeys(
-        ("handler", "blocked", "unkillable", "ptraced", "waiting")
+        ("handler", "blocked", "unkillable", "ptraced", "waiting", "caught")
     )

@@ -65,7 +65,8 @@ def pid1() -> None:
 
 
 def dispositions() -> None:
-    """Handler, SIG_IGN, blocked then merged, kill(-pgid) over three, EPERM, exit 0/143/137."""
+    """Handler, SIG_IGN, blocked then merged, kill(-pgid) over three, EPERM, exit 0/143/137,
+    and a SIGKILL to a process with a SIGTERM handler (its `caught`)."""
     t = _tracer("dispositions", "TERM,KILL,USR1,HUP")
     handler = subprocess.Popen(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"])
     ign = subprocess.Popen(["sh", "-c", "trap '' HUP; sleep 0.6"])
@@ -80,6 +81,7 @@ def dispositions() -> None:
     leader = subprocess.Popen(["sleep", "30"], process_group=0)
     members = [subprocess.Popen(["sleep", "30"], process_group=leader.pid) for _ in range(2)]
     victim = subprocess.Popen(["sleep", "30"])
+    trapper = subprocess.Popen(["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.05; done"])
     time.sleep(0.4)
     os.kill(handler.pid, signal.SIGTERM)
     os.kill(ign.pid, signal.SIGHUP)
@@ -102,7 +104,8 @@ def dispositions() -> None:
         check=False,
     )
     os.kill(victim.pid, signal.SIGKILL)
-    for p in (handler, ign, blocked, leader, victim, *members):
+    os.kill(trapper.pid, signal.SIGKILL)
+    for p in (handler, ign, blocked, leader, victim, trapper, *members):
         p.wait()
     _finish(
         t,
@@ -115,6 +118,7 @@ def dispositions() -> None:
             "pgrp": leader.pid,
             "members": [leader.pid] + [m.pid for m in members],
             "victim": victim.pid,
+            "trapper": trapper.pid,
         },
     )
 
