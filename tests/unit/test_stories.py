@@ -119,7 +119,7 @@ def test_execform_stop_is_graceful() -> None:
 def test_without_caught_a_teardown_victim_is_never_called_graceful() -> None:
     # The same recording as made before `caught`: whether sleep handled SIGTERM is unknown,
     # and a wrapper whose server the teardown killed looks the same. Not graceful on a guess.
-    v = one("execform")
+    v = one("execform-nocaught")
     assert (v["verdict"], v["killed_by"], v["culprit"]["comm"]) == (
         "not_forwarded",
         "teardown",
@@ -235,8 +235,8 @@ def repid(records: list[dict], new: dict[int, int]) -> list[dict]:
     return out
 
 
-# noforward.jsonl: runc 7576 stops noforward.sh 7528 (server.sh 7558 ran before); the loop's
-# sleeps 7582 and 7583 come after; runc 7584 sends SIGKILL.
+# noforward-nocaught.jsonl: runc 7576 stops noforward.sh 7528 (server.sh 7558 ran before);
+# the loop's sleeps 7582 and 7583 come after; runc 7584 sends SIGKILL.
 WRAPPED_BEFORE_STOP = {7528: 32600, 7558: 32650, 7559: 32651, 7576: 310, 7582: 315, 7583: 316}
 WRAPPED_AFTER_STOP = {7528: 32000, 7558: 32010, 7559: 32011, 7576: 32700, 7582: 301, 7583: 302}
 
@@ -244,7 +244,7 @@ WRAPPED_AFTER_STOP = {7528: 32000, 7558: 32010, 7559: 32011, 7576: 32700, 7582: 
 @pytest.mark.parametrize("wrap", [WRAPPED_BEFORE_STOP, WRAPPED_AFTER_STOP], ids=["before", "after"])
 def test_pid_wraparound_does_not_change_who_ran_before_the_stop(wrap: dict[int, int]) -> None:
     kill_sender = {7584: wrap[7583] + 1}
-    (v,) = run(repid(load("noforward"), wrap | kill_sender))
+    (v,) = run(repid(load("noforward-nocaught"), wrap | kill_sender))
     assert v["verdict"] == "not_forwarded"
     assert f"server.sh({wrap[7558]}" in v["hint"] and "sleep(" not in v["hint"]
 

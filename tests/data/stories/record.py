@@ -8,6 +8,9 @@ tests/unit/test_stories.py replays them without root. `oom.jsonl` is recorded to
 kernel's OOM killer fires in a `--memory 8m` container (it does here, cgroup v1).
 `ptrace-*` scenarios trace with `--backend ptrace`, which never sees SIGKILL.
 
+`execform-nocaught.jsonl` and `noforward-nocaught.jsonl` are not re-made either: recorded
+before exit and SIGKILL records carried `caught` (as a backend that cannot read it still
+writes them), they keep the stories honest where who had a handler is unknown.
 `slowstop-pidwrap.jsonl` is not re-made here: a slowstop recorded (bcc backend) when the host's
 pids had wrapped around (pid_max 32768) between PID 1's start and the stop.
 """
