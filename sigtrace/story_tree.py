@@ -13,7 +13,8 @@ whom, what the kernel did at each hop, and what became of each process. Pure: re
 - nodes: every process of the container alive at the stop: seen in a record up to the stop and
   not exited by then, or a host pid handed out before the stop (pids grow, and wrap at pid_max;
   `runc kill` is a new process for every signal, so the runtime SIGKILL's sender is newer than
-  all of them). Each gets one `state` (its hops' best result, else `never_reached`; `blocked`
+  all of them), or one a SIGKILL ended while it had a handler for the stop signal (work to do,
+  whenever it started). Each gets one `state` (its hops' best result, else `never_reached`; `blocked`
   becomes `handled` when it acted afterwards: sent a signal on, or exited by itself), one
   `ending` (`exited`, `signal` (a fatal signal other than SIGKILL), `runtime_kill`,
   `teardown`, `oom`, `sigkill` (a SIGKILL whose sender no record shows), `running`) and
@@ -319,11 +320,17 @@ def _nodes(f: Facts) -> dict[int, Node]:
     exited_before = {pid for pid, it in f.exits.items() if it.t <= stop_t}
     nodes: dict[int, Node] = {}
     for pid, proc in procs.items():
-        alive = first_seen[pid] <= stop_t or ran_before(pid)
-        if pid == f.pid1_pid or (alive and pid not in exited_before):
-            nodes[pid] = Node(pid, proc)
-    for node in nodes.values():
+        if pid in exited_before and pid != f.pid1_pid:
+            continue
+        node = Node(pid, proc)
         _judge_node(f, node)
+        alive = first_seen[pid] <= stop_t or ran_before(pid)
+        # One that a SIGKILL ended with a handler for the stop signal had work to do, whenever
+        # it started: no record may show it before the stop (ptrace sees no `runc kill`).
+        had_work = node.ending in SIGKILLED and node.stop_handler is True
+        reached = node.first_hop is not None  # a hop of the stop's tree, whenever it started
+        if pid == f.pid1_pid or alive or had_work or reached:
+            nodes[pid] = node
     return nodes
 
 

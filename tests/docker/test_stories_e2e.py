@@ -43,10 +43,23 @@ UNKNOWN_HANDLER = "handler is not known"  # ... when a teardown victim's handler
 
 
 def sees_caught(recs: list[Record]) -> bool:
-    """Whether this backend's SIGKILL records say which signals the target handled (`caught`):
-    without it, a teardown victim's handler is unknown and a stop is never called graceful."""
-    kills = [r for r in recs if r["type"] == "signal" and r["signal"] == "SIGKILL"]
-    return any(isinstance(r["target_state"].get("caught"), list) for r in kills)
+    """Whether the records say which signals each SIGKILLed process handled (`caught`, on its
+    SIGKILL record or its exit): without it, a teardown victim's handler is unknown and a stop
+    is never called graceful."""
+    known = {
+        r["target"]["pid"]
+        for r in recs
+        if r["type"] == "signal"
+        and r["signal"] == "SIGKILL"
+        and isinstance(r["target_state"].get("caught"), list)
+    }
+    known |= {
+        r["process"]["pid"]
+        for r in recs
+        if r["type"] == "exit" and isinstance(r.get("caught"), list)
+    }
+    killed = {r["process"]["pid"] for r in recs if r["type"] == "exit" and r["signal"] == "SIGKILL"}
+    return killed <= known
 
 
 def graceful_or_unsure(v: Record, recs: list[Record]) -> None:
@@ -214,9 +227,11 @@ def test_execform_stop_is_predicted_as_graceful(container_factory: ContainerFact
     assert (code, pred["expect"], pred["graceful"]) == (0, "graceful", True)
 
 
-def ready(container_factory: ContainerFactory, name: str, image: str, **opts: object) -> Container:
-    """A container of `image`, once its PID 1 has said it is ready (handlers set)."""
-    c = container_factory(name, image, **opts)
+def ready(
+    container_factory: ContainerFactory, name: str, image: str, *args: str, **opts: object
+) -> Container:
+    """A container of `image` (run with `args`), once its PID 1 has said it is ready."""
+    c = container_factory(name, image, *args, **opts)
     c.wait_for_log("ready")
     return c
 

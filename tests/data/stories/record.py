@@ -167,6 +167,12 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     ),
     **{name: (lambda name=name, args=args: hops(name, *args)) for name, args in HOPS.items()},
     "quit-sigign": quit_sigign,  # STOPSIGNAL SIGQUIT, and PID 1 has `trap '' QUIT`
+    # ptrace sees no `runc kill` and, stopped at once, no record before the stop: what ran
+    # before it is known only from each exit's `caught` (a handler is work to do).
+    **{
+        f"ptrace-{name}": (lambda name=name: hops(f"ptrace-{name}", *HOPS[name], backend="ptrace"))
+        for name in ("wrapexit", "twolevel")
+    },
 }
 
 
