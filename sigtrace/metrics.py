@@ -50,6 +50,7 @@ from prometheus_client import (
 from sigtrace.errors import UsageError
 
 DEFAULT_HOST = "127.0.0.1"
+ALL_HOSTS = "0.0.0.0"  # `--metrics :PORT`
 DEFAULT_MAX_CONTAINERS = 500
 DEFAULT_IDLE_SECONDS = 600.0  # 500 containers an hour is ordinary node churn
 OTHER = "_other"
@@ -198,12 +199,13 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`9090` -> (127.0.0.1, 9090); `0.0.0.0:9090`, `node.local:9090`, `[::1]:9090`.
-
-    A bare `:9090` is refused: in Go it means every interface, so it is ambiguous here."""
-    hint = "expected [HOST:]PORT, e.g. 9090, 0.0.0.0:9090 or [::1]:9090"
+    """`9090` -> (127.0.0.1, 9090); `:9090` -> (0.0.0.0, 9090), every IPv4 address, as in Go
+    and Prometheus's own exporters; `0.0.0.0:9090`, `node.local:9090`, `[::1]:9090`."""
+    hint = "expected [HOST]:PORT or PORT, e.g. 9090, :9090, 0.0.0.0:9090 or [::1]:9090"
     if text.isdigit():
         host, port_text = DEFAULT_HOST, text
+    elif text.startswith(":"):
+        host, port_text = ALL_HOSTS, text[1:]
     elif text.startswith("["):
         end = text.find("]")
         if end < 0 or text[end + 1 : end + 2] != ":":

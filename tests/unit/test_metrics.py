@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -250,6 +251,8 @@ def test_ipv6_loopback() -> None:
         ("node-1.example:80", ("node-1.example", 80)),
         ("[::1]:9090", ("::1", 9090)),
         ("[::]:9090", ("::", 9090)),
+        (":9090", ("0.0.0.0", 9090)),  # every address, as `sigtrace --help` shows it
+        (":0", ("0.0.0.0", 0)),
     ],
 )
 def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
@@ -260,7 +263,10 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     "text",
     [
         "",
-        ":9090",
+        ":",
+        "::9090",
+        ": 9090",
+        ":65536",
         "host:",
         "9090:",
         "65536",
@@ -301,3 +307,17 @@ def test_a_recorded_stop_and_its_verdict_count_under_the_container() -> None:
     assert value(s, "sigtrace_verdicts_total", verdict="ignored_by_pid1", **C(name)) == 1
     term = {"signal": "SIGTERM", "outcome": "ignored", "reason": "pid1_no_handler"}
     assert value(s, "sigtrace_signals_total", **term, **C(name)) == 1
+
+
+def test_every_metrics_example_parses() -> None:
+    """`sigtrace --help`, `sigtrace daemon --help` and the DaemonSet show --metrics values:
+    each one must be accepted."""
+    from sigtrace.cli import EXAMPLES
+    from sigtrace.commands.daemon import daemon
+
+    manifest = (Path(__file__).parents[2] / "packaging/kubernetes/sigtrace.yaml").read_text()
+    texts = EXAMPLES + (daemon.epilog or "") + manifest
+    shown = re.findall(r'--metrics"?,?\s+"?([^\s"\]]+)', texts)
+    assert ":9090" in shown and len(shown) >= 3, shown
+    for text in shown:
+        parse_listen(text)
