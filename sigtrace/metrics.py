@@ -6,7 +6,11 @@ Metrics (each record is counted once, as it is written):
 - `sigtrace_signals_total{signal,outcome,reason,container,pod_namespace,pod}`: `signal` records;
   `reason` is "" when the record has none.
 - `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records.
-- `sigtrace_lost_records_total`: the `count` of every `lost` record (ring buffer full).
+- `sigtrace_lost_records_total`: the `count` of every `lost` record with `reason: "buffer"`
+  (ring buffer full).
+- `sigtrace_output_errors_total`: records the daemon could not write (its output failing:
+  disk full, I/O error, the reader of its stdout gone); counted as they are dropped.
+- `sigtrace_output_failing`: 1 while the last write failed, 0 once one succeeds.
 - `sigtrace_events_total{backend,type}`: every record, by type.
 - `sigtrace_tracing_up`: 1 between the `start` and the `stop` record.
 - the process and platform collectors' `process_*` and `python_info`.
@@ -116,6 +120,16 @@ class Metrics:
             "Records the kernel could not hand over (ring buffer full).",
             registry=self.registry,
         )
+        self.output_errors = Counter(
+            "sigtrace_output_errors",
+            "Records sigtrace could not write (disk full, I/O error, reader gone).",
+            registry=self.registry,
+        )
+        self.output_failing = Gauge(
+            "sigtrace_output_failing",
+            "1 while writing the records fails, 0 once a write succeeds.",
+            registry=self.registry,
+        )
         self.events = Counter(
             "sigtrace_events",
             "Records written, by type.",
@@ -154,7 +168,7 @@ class Metrics:
             # a verdict names its container at top level (its pid1 object carries none)
             key = self._bounded(_container_key(record))
             self._inc(self.verdicts, key, str(record.get("verdict") or ""))
-        elif kind == "lost":
+        elif kind == "lost" and record.get("reason") != "output":  # those: output_errors
             count = record.get("count")
             if isinstance(count, int) and count > 0:
                 self.lost.inc(count)
@@ -250,7 +264,9 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:  # a broken check is an unhealthy daemon, not a dead server
                 ok = False
             if ok:
-                self._reply(200, b"ok\n")
+                # Still 200: a restart brings no disk space back and would stop the tracing.
+                note = self.server.degraded()
+                self._reply(200, f"degraded: {note}\n".encode() if note else b"ok\n")
             else:
                 self._reply(503, b"not tracing\n")
         else:
@@ -277,10 +293,12 @@ class _Server(ThreadingHTTPServer):
         family: socket.AddressFamily,
         metrics: Metrics,
         healthy: Callable[[], bool],
+        degraded: Callable[[], str | None],
     ) -> None:
         self.address_family = family
         self.metrics = metrics
         self.healthy = healthy
+        self.degraded = degraded
         super().__init__(addr, _Handler)
 
     def server_bind(self) -> None:
@@ -302,13 +320,20 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve(host: str, port: int, metrics: Metrics, healthy: Callable[[], bool]) -> MetricsServer:
-    """Serves /metrics and /healthz (200 while `healthy()`, else 503) from a daemon thread.
+def serve(
+    host: str,
+    port: int,
+    metrics: Metrics,
+    healthy: Callable[[], bool],
+    degraded: Callable[[], str | None] = lambda: None,
+) -> MetricsServer:
+    """Serves /metrics and /healthz from a daemon thread: 200 `ok` while `healthy()`, 200
+    `degraded: <why>` while also `degraded()` says why (the output failing), else 503.
     Port 0 picks a free port: the returned server's `port` is the bound one."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family = infos[0][0]
-        server = _Server((host, port), family, metrics, healthy)
+        server = _Server((host, port), family, metrics, healthy, degraded)
     except OSError as e:
         raise UsageError(f"--metrics {host}:{port}: {e.strerror or e}") from None
     thread = threading.Thread(

@@ -4,19 +4,22 @@ was read (sigtrace.escape), so no raw control or escape character reaches the lo
 
 from __future__ import annotations
 
-from typing import TextIO
-
 import orjson
+
+from sigtrace.output import Stream
 
 
 class JsonlWriter:
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.records = 0
 
+    def encode(self, rec: dict) -> str:
+        return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode()
+
     def write(self, rec: dict) -> None:
-        # One write call per whole line: a reader never sees half a record from us.
-        self.stream.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode())
+        # One whole line per call: the sink writes whole lines only (sigtrace.output.sink).
+        self.stream.write(self.encode(rec))
         self.records += 1
 
     def flush(self) -> None:

@@ -7,28 +7,15 @@ SIGTRACE_SYS_ROOT, SIGTRACE_LIBBPF), and lost privileges with setpriv.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sigtrace_root_helpers import NOBODY, REPO, sigtrace_cmd
+from sigtrace_root_helpers import NOBODY
 
-
-def run(
-    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, *sigtrace_cmd(*args)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
+from tests.tracing import run_sigtrace as run
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], code: int, words: str) -> None:

@@ -198,6 +198,30 @@ def test_healthz_follows_the_check(served) -> None:
     assert get(srv, "/nope")[0] == 404
 
 
+def test_output_loss_is_counted_apart_from_the_ring_buffer(served) -> None:
+    m, srv, _ = served
+    m.observe(rec("lost", count=7, reason="buffer"))
+    m.observe(rec("lost", count=3))  # from a sigtrace before `reason`: the ring buffer
+    m.output_errors.inc(5)  # the daemon's sink, as it drops records
+    m.output_failing.set(1)
+    m.observe(rec("lost", count=5, reason="output"))  # its report, once writing works
+    s = scrape(srv)
+    assert value(s, "sigtrace_lost_records_total") == 10
+    assert value(s, "sigtrace_output_errors_total") == 5
+    assert value(s, "sigtrace_output_failing") == 1
+
+
+def test_healthz_says_degraded_and_stays_200() -> None:
+    note: list[str] = ["writing to /x fails (No space left on device); 4 records not written"]
+    srv = serve("127.0.0.1", 0, Metrics(), healthy=lambda: True, degraded=lambda: note[0])
+    try:
+        assert get(srv, "/healthz")[0::2] == (200, f"degraded: {note[0]}\n")
+        note[0] = ""
+        assert get(srv, "/healthz")[0::2] == (200, "ok\n")
+    finally:
+        srv.close()
+
+
 def test_healthz_is_503_when_the_check_raises() -> None:
     def broken() -> bool:
         raise RuntimeError("boom")
