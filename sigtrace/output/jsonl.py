@@ -4,6 +4,8 @@ was read (sigtrace.escape), so no raw control or escape character reaches the lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 
 from sigtrace.output import Stream
@@ -13,13 +15,17 @@ class JsonlWriter:
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.records = 0
+        self._put_bytes: Callable[[bytes], object] | None = getattr(stream, "write_bytes", None)
 
     def encode(self, rec: dict) -> str:
         return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode()
 
     def write(self, rec: dict) -> None:
         # One whole line per call: the sink writes whole lines only (sigtrace.output.sink).
-        self.stream.write(self.encode(rec))
+        if self._put_bytes is not None:  # a LineSink: no decoding to encode again
+            self._put_bytes(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        else:
+            self.stream.write(self.encode(rec))
         self.records += 1
 
     def flush(self) -> None:

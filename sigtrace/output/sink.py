@@ -61,10 +61,14 @@ class LineSink:
 
     def write(self, text: str) -> int:
         """`text` is one or more whole lines."""
-        self._buf += text.encode()
+        return self.write_bytes(text.encode())
+
+    def write_bytes(self, data: bytes) -> int:
+        """`data` is one or more whole lines, encoded (orjson's output, as it is)."""
+        self._buf += data
         if self._interactive or len(self._buf) >= BUFFER_BYTES:
             self.flush()
-        return len(text)
+        return len(data)
 
     def flush(self) -> None:
         self._flush()
