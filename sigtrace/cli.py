@@ -15,7 +15,7 @@ from typing import ClassVar
 import click
 
 from sigtrace.commands.options import make_config, trace_options
-from sigtrace.errors import SigtraceError, UsageError
+from sigtrace.errors import ReaderGone, SigtraceError, UsageError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
 
@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         cli.main(args=argv, prog_name="sigtrace", standalone_mode=False)
+    except (ReaderGone, BrokenPipeError):
+        # The reader went away (`| head`): the end it asked for, not an error of ours. Quiet,
+        # with a shell's status for SIGPIPE; stdout to /dev/null, so no flush at exit fails.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(ReaderGone.code)
     except SigtraceError as exc:
         click.echo(f"sigtrace: {exc.message}", err=True)
         sys.exit(exc.code)
@@ -123,10 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"sigtrace: {exc.format_message()}", err=True)
         sys.exit(UsageError.code)
-    except BrokenPipeError:
-        # The reader went away (`| head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
     except Exception as exc:
         if os.environ.get("SIGTRACE_DEBUG"):
             raise

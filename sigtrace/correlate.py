@@ -132,9 +132,12 @@ class Correlator:
                     self._hold_back(g.ts_ns, self._signal(g, None))
         return self._release()
 
-    def lost(self, count: int, ts_ns: int) -> Out:
+    def lost(self, count: int, ts_ns: int, reason: str = "buffer") -> Out:
+        """`reason`: "buffer", the kernel could not hand them over; "output", sigtrace could
+        not write them (the daemon's output failing)."""
         out = self._base("lost", ts_ns)
         out["count"] = count
+        out["reason"] = reason
         return out
 
     def _syscall(self, sc: wire.Syscall) -> list[tuple[int, Out]]:

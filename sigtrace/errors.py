@@ -66,3 +66,19 @@ class ProcessGone(SigtraceError):
     """The process exited between being named and being read."""
 
     code = 9
+
+
+class OutputError(SigtraceError):
+    """Writing the records failed mid-run (disk full, I/O error, a reader gone from --output)."""
+
+    code = 11
+
+
+class ReaderGone(OutputError):
+    """stdout's reader went away (`sigtrace | head`): the end the pipeline asked for. Quiet, and
+    the status a shell reports for a command SIGPIPE ended (128 + 13), as coreutils give."""
+
+    code = 141
+
+    def __init__(self) -> None:
+        super().__init__("")

@@ -7,7 +7,11 @@ Metrics (each record is counted once, as it is written):
   `reason` is "" when the record has none.
 - `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records; `verdict`
   is a name from sigtrace/verdicts.py's table ("unknown" for any other).
-- `sigtrace_lost_records_total`: the `count` of every `lost` record (ring buffer full).
+- `sigtrace_lost_records_total`: the `count` of every `lost` record with `reason: "buffer"`
+  (ring buffer full).
+- `sigtrace_output_errors_total`: records the daemon could not write (its output failing:
+  disk full, I/O error, the reader of its stdout gone); counted as they are dropped.
+- `sigtrace_output_failing`: 1 while the last write failed, 0 once one succeeds.
 - `sigtrace_events_total{backend,type}`: every record, by type.
 - `sigtrace_tracing_up`: 1 between the `start` and the `stop` record.
 - the process and platform collectors' `process_*` and `python_info`.
@@ -52,6 +56,7 @@ from sigtrace.errors import UsageError
 from sigtrace.verdicts import VERDICTS
 
 DEFAULT_HOST = "127.0.0.1"
+ALL_HOSTS = "0.0.0.0"  # `--metrics :PORT`
 DEFAULT_MAX_CONTAINERS = 500
 DEFAULT_IDLE_SECONDS = 600.0  # 500 containers an hour is ordinary node churn
 OTHER = "_other"
@@ -117,6 +122,16 @@ class Metrics:
             "Records the kernel could not hand over (ring buffer full).",
             registry=self.registry,
         )
+        self.output_errors = Counter(
+            "sigtrace_output_errors",
+            "Records sigtrace could not write (disk full, I/O error, reader gone).",
+            registry=self.registry,
+        )
+        self.output_failing = Gauge(
+            "sigtrace_output_failing",
+            "1 while writing the records fails, 0 once a write succeeds.",
+            registry=self.registry,
+        )
         self.events = Counter(
             "sigtrace_events",
             "Records written, by type.",
@@ -156,7 +171,7 @@ class Metrics:
             key = self._bounded(_container_key(record))
             verdict = str(record.get("verdict") or "")
             self._inc(self.verdicts, key, verdict if verdict in VERDICTS else "unknown")
-        elif kind == "lost":
+        elif kind == "lost" and record.get("reason") != "output":  # those: output_errors
             count = record.get("count")
             if isinstance(count, int) and count > 0:
                 self.lost.inc(count)
@@ -201,12 +216,13 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`9090` -> (127.0.0.1, 9090); `0.0.0.0:9090`, `node.local:9090`, `[::1]:9090`.
-
-    A bare `:9090` is refused: in Go it means every interface, so it is ambiguous here."""
-    hint = "expected [HOST:]PORT, e.g. 9090, 0.0.0.0:9090 or [::1]:9090"
+    """`9090` -> (127.0.0.1, 9090); `:9090` -> (0.0.0.0, 9090), every IPv4 address, as in Go
+    and Prometheus's own exporters; `0.0.0.0:9090`, `node.local:9090`, `[::1]:9090`."""
+    hint = "expected [HOST]:PORT or PORT, e.g. 9090, :9090, 0.0.0.0:9090 or [::1]:9090"
     if text.isdigit():
         host, port_text = DEFAULT_HOST, text
+    elif text.startswith(":"):
+        host, port_text = ALL_HOSTS, text[1:]
     elif text.startswith("["):
         end = text.find("]")
         if end < 0 or text[end + 1 : end + 2] != ":":
@@ -251,7 +267,9 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:  # a broken check is an unhealthy daemon, not a dead server
                 ok = False
             if ok:
-                self._reply(200, b"ok\n")
+                # Still 200: a restart brings no disk space back and would stop the tracing.
+                note = self.server.degraded()
+                self._reply(200, f"degraded: {note}\n".encode() if note else b"ok\n")
             else:
                 self._reply(503, b"not tracing\n")
         else:
@@ -278,10 +296,12 @@ class _Server(ThreadingHTTPServer):
         family: socket.AddressFamily,
         metrics: Metrics,
         healthy: Callable[[], bool],
+        degraded: Callable[[], str | None],
     ) -> None:
         self.address_family = family
         self.metrics = metrics
         self.healthy = healthy
+        self.degraded = degraded
         super().__init__(addr, _Handler)
 
     def server_bind(self) -> None:
@@ -303,13 +323,20 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def serve(host: str, port: int, metrics: Metrics, healthy: Callable[[], bool]) -> MetricsServer:
-    """Serves /metrics and /healthz (200 while `healthy()`, else 503) from a daemon thread.
+def serve(
+    host: str,
+    port: int,
+    metrics: Metrics,
+    healthy: Callable[[], bool],
+    degraded: Callable[[], str | None] = lambda: None,
+) -> MetricsServer:
+    """Serves /metrics and /healthz from a daemon thread: 200 `ok` while `healthy()`, 200
+    `degraded: <why>` while also `degraded()` says why (the output failing), else 503.
     Port 0 picks a free port: the returned server's `port` is the bound one."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family = infos[0][0]
-        server = _Server((host, port), family, metrics, healthy)
+        server = _Server((host, port), family, metrics, healthy, degraded)
     except OSError as e:
         raise UsageError(f"--metrics {host}:{port}: {e.strerror or e}") from None
     thread = threading.Thread(

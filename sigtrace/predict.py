@@ -18,7 +18,7 @@ here follow what the kernel does at `docker stop`, hop by hop as the stories jud
   PID 1 passes it on cannot be seen from outside: a shell (whose traps seldom do) →
   `not_forwarded`, another program → `graceful`, both with low confidence.
 
-A low-confidence prediction is no answer for a CI gate: `sigtrace explain` exits 11 for it,
+A low-confidence prediction is no answer for a CI gate: `sigtrace explain` exits 12 for it,
 whatever it expects (see `exit_code`).
 """
 
@@ -34,7 +34,7 @@ KNOWN_INITS = frozenset({"tini", "docker-init", "dumb-init", "catatonit"})
 MAX_NAMED = 4
 EXIT_GRACEFUL = 0
 EXIT_NOT_GRACEFUL = 10
-EXIT_UNSURE = 11
+EXIT_UNSURE = 12
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Prediction:
 
     @property
     def exit_code(self) -> int:
-        """0 graceful, 10 not, 11 when the prediction is not sure enough to gate on."""
+        """0 graceful, 10 not, 12 when the prediction is not sure enough to gate on."""
         if self.confidence == "low":
             return EXIT_UNSURE
         return EXIT_GRACEFUL if self.graceful else EXIT_NOT_GRACEFUL

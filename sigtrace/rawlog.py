@@ -9,16 +9,69 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Protocol
 
 from sigtrace import wire
+from sigtrace.errors import OutputError, UsageError
+from sigtrace.escape import printable
 
 MAGIC = b"sigtrace-raw"
 _LEN = struct.Struct("=I")
 
 
+class ByteStream(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+    def flush(self) -> None: ...
+
+
+class RawFile:
+    """--save-raw's file: opened before tracing starts (a path that cannot be opened is bad
+    input, exit 2); a write that fails ends the run like a failed --output (exit 11)."""
+
+    def __init__(self, f: BinaryIO, name: str) -> None:
+        self.f = f
+        self.name = name
+
+    @classmethod
+    def open(cls, path: str) -> RawFile:
+        try:
+            return cls(open(path, "wb"), printable(path))
+        except OSError as exc:
+            raise UsageError(
+                f"cannot open --save-raw {printable(path)}: {exc.strerror or exc}"
+            ) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        return OutputError(f"writing to {self.name} failed: {exc.strerror or exc}")
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def __enter__(self) -> RawFile:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.f.close()
+        except OSError as err:
+            if kind is None:  # else the error that ended the run is the one to report
+                raise self._failed(err) from None
+
+
 class RawWriter:
-    def __init__(self, stream: BinaryIO, clock_offset_ns: int) -> None:
+    def __init__(self, stream: ByteStream, clock_offset_ns: int) -> None:
         self.stream = stream
         stream.write(b"%s 1 %d %d\n" % (MAGIC, wire.ABI_VERSION, clock_offset_ns))
 

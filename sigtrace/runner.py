@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import BinaryIO
 
 import click
 
@@ -13,6 +12,7 @@ from sigtrace.config import TraceConfig
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.output import Writer
 from sigtrace.procfs import Procfs
+from sigtrace.rawlog import ByteStream
 from sigtrace.session import Session
 
 FOLLOW_INTERVAL_S = 0.5
@@ -26,7 +26,7 @@ def build_session(
     writer: Writer,
     *,
     log_prefix: str = "sigtrace",
-    raw: BinaryIO | None = None,
+    raw: ByteStream | None = None,
     stamp: dict | None = None,
 ) -> Session:
     from sigtrace.backends import select

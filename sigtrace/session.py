@@ -10,14 +10,13 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import BinaryIO
 
 from sigtrace import SCHEMA, __version__, features, wire
 from sigtrace.backends import Backend
 from sigtrace.correlate import Correlator
 from sigtrace.output import Writer
 from sigtrace.procfs import ProcessDescriber, Procfs
-from sigtrace.rawlog import RawWriter
+from sigtrace.rawlog import ByteStream, RawWriter
 from sigtrace.timefmt import Clock
 
 POLL_MS = 100
@@ -32,7 +31,7 @@ class Session:
         writer: Writer,
         why: str = "",
         on_ready: Callable[[], None] | None = None,
-        raw: BinaryIO | None = None,
+        raw: ByteStream | None = None,
         stamp: dict | None = None,
         describer: ProcessDescriber | None = None,
     ) -> None:
@@ -69,12 +68,19 @@ class Session:
         self._deferred.append(fn)
 
     def _out(self, rec: dict) -> None:
+        self.writer.write(self.stamped(rec))
+        self.account(rec)
+
+    def stamped(self, rec: dict) -> dict:
+        if self.stamp:
+            rec.update(self.stamp)
+        return rec
+
+    def account(self, rec: dict) -> None:
+        """A record is out: counted for the stop record, shown to the observers."""
         kind = rec["type"]
         if kind not in ("start", "stop"):
             self.counts[kind] = self.counts.get(kind, 0) + 1
-        if self.stamp:
-            rec.update(self.stamp)
-        self.writer.write(rec)
         for observe in self.observers:
             observe(rec)
 

@@ -37,6 +37,21 @@ def sigtrace_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sigtrace", *args]
 
 
+def run_sigtrace(
+    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`python -m sigtrace ARGS` (after `prefix`, e.g. setpriv) to its end, output captured."""
+    return subprocess.run(
+        [*prefix, *sigtrace_cmd(*args)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def parse_lines(text: str) -> list[Record]:
     """Every line must be one whole JSON object."""
     assert text == "" or text.endswith("\n"), f"output ends mid-line: {text[-200:]!r}"

@@ -1,16 +1,26 @@
 """`sigtrace daemon`: host-wide, on every node. JSONL on stdout (or --output, reopened on
-SIGHUP for logrotate), logs on stderr, the node name in every record, a graceful SIGTERM."""
+SIGHUP for logrotate), logs on stderr, the node name in every record, a graceful SIGTERM.
+
+A failing output (disk full, I/O error, stdout's reader gone) does not stop it: it logs the
+failure once, counts the records it cannot write (`sigtrace_output_errors_total`), tries
+again with the next ones, and once writing works it writes a `lost` record (`reason:
+"output"`) with the count (sigtrace.output.loss)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
-import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from sigtrace.commands.options import make_config, trace_options
+from sigtrace.errors import SigtraceError
+
+if TYPE_CHECKING:
+    from sigtrace.metrics import Metrics
+    from sigtrace.output.sink import LineSink
 
 
 @click.command(
@@ -18,7 +28,7 @@ from sigtrace.commands.options import make_config, trace_options
 Examples:
   sudo sigtrace daemon                                  # JSONL on stdout
   sudo sigtrace daemon --output /var/log/sigtrace/sigtrace.jsonl
-  NODE_NAME=node-3 sigtrace daemon --metrics 0.0.0.0:9090
+  NODE_NAME=node-3 sigtrace daemon --metrics :9090     # metrics on every address
 """
 )
 @trace_options
@@ -39,8 +49,9 @@ Examples:
     "--metrics",
     "metrics_listen",
     default=None,
-    metavar="[HOST:]PORT",
-    help="Serve Prometheus metrics and /healthz here (HOST defaults to 127.0.0.1).",
+    metavar="[[HOST]:]PORT",
+    help="Serve Prometheus metrics and /healthz here: PORT is 127.0.0.1:PORT, :PORT every "
+    "IPv4 address.",
 )
 def daemon(
     output: str | None,
@@ -51,32 +62,77 @@ def daemon(
 ) -> None:
     """Trace host-wide until SIGTERM/SIGINT, writing JSONL for log pipelines."""
     from sigtrace.output.jsonl import JsonlWriter
-    from sigtrace.output.reopen import ReopeningFile
+    from sigtrace.output.loss import OutputLossReport
+    from sigtrace.output.sink import LineSink, stdout_sink
     from sigtrace.runner import build_session
 
     # On every node, all the time: no syscall hook by default (see --syscalls).
     config = make_config(**opts, default_syscalls=False)  # type: ignore[arg-type]
     node = node_name or socket.gethostname()
-    stream = ReopeningFile(output) if output else sys.stdout
-    session = build_session(
-        config, backend, JsonlWriter(stream), log_prefix="sigtrace daemon", stamp={"node": node}
+    sink = (
+        LineSink.open(output, "--output", append=True, keep_going=True)
+        if output
+        else stdout_sink(keep_going=True)
     )
+    writer = JsonlWriter(sink)
+    session = build_session(
+        config, backend, writer, log_prefix="sigtrace daemon", stamp={"node": node}
+    )
+    OutputLossReport(session, sink, writer.encode)
     if output:
-        signal.signal(signal.SIGHUP, lambda *_: session.defer(stream.reopen))
-    metrics = None
+        signal.signal(signal.SIGHUP, lambda *_: session.defer(lambda: _reopen(sink)))
+    metrics, m = None, None
     if metrics_listen:
         from sigtrace.metrics import Metrics, parse_listen, serve
 
         host, port = parse_listen(metrics_listen)
         m = Metrics()
         session.observers.append(m.observe)
-        metrics = serve(host, port, m, healthy=lambda: session.live)
+        sink.on_drop = m.output_errors.inc
+        metrics = serve(
+            host, port, m, healthy=lambda: session.live, degraded=lambda: _degraded(sink)
+        )
         click.echo(f"sigtrace daemon: metrics on http://{host}:{metrics.port}/metrics", err=True)
+    sink.on_change = lambda err: _output_changed(sink, err, m)
     try:
         session.run()
     finally:
         if metrics is not None:
             metrics.close()
-        if output:
-            stream.close()
+        sink.close()
     click.echo(f"sigtrace daemon: stopped (pid {os.getpid()})", err=True)
+
+
+def _output_changed(sink: LineSink, err: OSError | None, m: Metrics | None) -> None:
+    """Logged once when writing starts to fail, once when it works again."""
+    if m is not None:
+        m.output_failing.set(err is not None)
+    if err is not None:
+        click.echo(
+            f"sigtrace daemon: writing to {sink.name} failed: {err.strerror or err}; still "
+            "tracing, counting the records not written",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"sigtrace daemon: writing to {sink.name} works again; "
+            f"{sink.dropped} records not written so far",
+            err=True,
+        )
+
+
+def _degraded(sink: LineSink) -> str | None:
+    err = sink.error
+    if err is None:
+        return None
+    return (
+        f"writing to {sink.name} fails ({err.strerror or err}); "
+        f"{sink.dropped} records not written so far"
+    )
+
+
+def _reopen(sink: LineSink) -> None:
+    try:
+        sink.reopen()
+    except SigtraceError as exc:  # the directory gone, say: keep the file still open
+        click.echo(f"sigtrace daemon: {exc.message}; still writing to the old file", err=True)

@@ -1,4 +1,7 @@
-"""`sigtrace doctor`: every probe of every backend, and the choice `auto` would make."""
+"""`sigtrace doctor`: every probe of every backend, and the choice `auto` would make.
+
+Exits as `sigtrace` itself would: 0 when a backend can run, else the exit code of the reason
+the first one cannot (3 privileges, 4 a kernel feature, 5 a library), after the report."""
 
 from __future__ import annotations
 
@@ -40,9 +43,9 @@ def collect(config: TraceConfig) -> dict:
     out["runtimes"] = _runtimes()
     try:
         cls, why = select("auto", config)
-        out["auto"] = {"backend": cls.name, "why": why}
+        out["auto"] = {"backend": cls.name, "why": why, "exit_code": 0}
     except SigtraceError as exc:
-        out["auto"] = {"backend": None, "why": exc.message}
+        out["auto"] = {"backend": None, "why": exc.message, "exit_code": exc.code}
     return out
 
 
@@ -85,4 +88,11 @@ def report(info: dict, fmt: str, stream: TextIO) -> None:
 @click.option("--sys-root", envvar="SIGTRACE_SYS_ROOT", default="/sys", show_default=True)
 def doctor(fmt: str, proc_root: str, sys_root: str) -> None:
     """Kernel features, privileges, and which backend would run and why."""
-    report(collect(TraceConfig(proc_root=proc_root, sys_root=sys_root)), fmt, sys.stdout)
+    info = collect(TraceConfig(proc_root=proc_root, sys_root=sys_root))
+    report(info, fmt, sys.stdout)
+    code = info["auto"]["exit_code"]
+    if code:
+        sys.stdout.flush()
+        error = SigtraceError(info["auto"]["why"])
+        error.code = code
+        raise error

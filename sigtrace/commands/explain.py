@@ -2,7 +2,7 @@
 
 The edge: the runtime names the container (its PID 1 and STOPSIGNAL), /proc gives the tree
 below PID 1 and each process's dispositions; sigtrace/predict.py decides. Exit code 0 when a
-graceful stop is expected, 10 when not, 11 when the prediction is not sure enough either way
+graceful stop is expected, 10 when not, 12 when the prediction is not sure enough either way
 (what decides it cannot be seen in /proc), so that a CI pipeline can gate on it.
 """
 
@@ -210,7 +210,7 @@ def run_explain(
 Examples:
   sudo sigtrace explain --container web          # before `docker stop web`
   sudo sigtrace explain --pod shop/api-7c9f --format jsonl
-  sigtrace explain -c web || echo "web will not stop gracefully"   # exit 10 (11: unsure)
+  sigtrace explain -c web || echo "web will not stop gracefully"   # exit 10 (12: unsure)
 """
 )
 @click.option("--container", "-c", "containers", multiple=True, metavar="NAME|ID")
@@ -221,7 +221,7 @@ Examples:
 @click.option("--proc-root", envvar="SIGTRACE_PROC_ROOT", default="/proc", show_default=True)
 def explain(containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str) -> None:
     """Predict what stopping a container will do (nothing is sent): exit 0 if graceful, 10 if
-    not, 11 if it cannot tell with confidence (say, whether a shell's trap passes it on).
+    not, 12 if it cannot tell with confidence (say, whether a shell's trap passes it on).
 
     Reads PID 1's command line, which processes handle, ignore or block the stop signal (the
     image's STOPSIGNAL, else SIGTERM), and the process tree below PID 1.

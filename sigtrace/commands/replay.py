@@ -10,8 +10,6 @@ not known either: the stop signal is SIGTERM.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from sigtrace import wire
@@ -79,4 +77,8 @@ def replay_file(path: str, writer: Writer) -> int:
 )
 def replay(recording: str, fmt: str) -> None:
     """Classify a recording made with --save-raw, without root or BPF, and tell its stories."""
-    replay_file(recording, make_writer(fmt, sys.stdout))
+    from sigtrace.output.sink import stdout_sink
+
+    sink = stdout_sink()  # a full disk: exit 11; `| head`: 141, as when tracing
+    replay_file(recording, make_writer(fmt, sink))
+    sink.close()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TextIO
+from typing import Protocol
+
+
+class Stream(Protocol):
+    """Where a writer's lines go: sigtrace.output.sink.LineSink, or a text file."""
+
+    def write(self, text: str, /) -> object: ...
+    def flush(self) -> None: ...
+    def isatty(self) -> bool: ...
 
 
 class Writer(Protocol):
@@ -10,7 +18,7 @@ class Writer(Protocol):
     def flush(self) -> None: ...
 
 
-def make_writer(fmt: str, stream: TextIO, color: bool = False) -> Writer:
+def make_writer(fmt: str, stream: Stream, color: bool = False) -> Writer:
     if fmt == "jsonl":
         from sigtrace.output.jsonl import JsonlWriter
 

@@ -4,19 +4,28 @@ was read (sigtrace.escape), so no raw control or escape character reaches the lo
 
 from __future__ import annotations
 
-from typing import TextIO
+from collections.abc import Callable
 
 import orjson
 
+from sigtrace.output import Stream
+
 
 class JsonlWriter:
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.records = 0
+        self._put_bytes: Callable[[bytes], object] | None = getattr(stream, "write_bytes", None)
+
+    def encode(self, rec: dict) -> str:
+        return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode()
 
     def write(self, rec: dict) -> None:
-        # One write call per whole line: a reader never sees half a record from us.
-        self.stream.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode())
+        # One whole line per call: the sink writes whole lines only (sigtrace.output.sink).
+        if self._put_bytes is not None:  # a LineSink: no decoding to encode again
+            self._put_bytes(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        else:
+            self.stream.write(self.encode(rec))
         self.records += 1
 
     def flush(self) -> None:

@@ -3,10 +3,9 @@ without NO_COLOR)."""
 
 from __future__ import annotations
 
-from typing import TextIO
-
 from sigtrace import verdicts
 from sigtrace.escape import printable
+from sigtrace.output import Stream
 from sigtrace.stories import parse_time
 
 _COLORS = {
@@ -36,7 +35,7 @@ def _proc(p: dict | None) -> str:
 
 
 class TextWriter:
-    def __init__(self, stream: TextIO, color: bool = False) -> None:
+    def __init__(self, stream: Stream, color: bool = False) -> None:
         self.stream = stream
         self.color = color
         self.records = 0

@@ -112,7 +112,7 @@ def explain(name: str) -> tuple[int, Record]:
         timeout=30,
         check=False,
     )
-    assert r.returncode in (0, 10, 11), r.stderr
+    assert r.returncode in (0, 10, 12), r.stderr
     return r.returncode, json.loads(r.stdout)
 
 

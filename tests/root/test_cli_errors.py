@@ -7,28 +7,15 @@ SIGTRACE_SYS_ROOT, SIGTRACE_LIBBPF), and lost privileges with setpriv.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sigtrace_root_helpers import NOBODY, REPO, sigtrace_cmd
+from sigtrace_root_helpers import NOBODY
 
-
-def run(
-    *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, *sigtrace_cmd(*args)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
+from tests.tracing import run_sigtrace as run
 
 
 def assert_one_line_error(r: subprocess.CompletedProcess[str], code: int, words: str) -> None:
@@ -99,6 +86,32 @@ def test_doctor_names_the_core_backend() -> None:
     info = json.loads(run("doctor", "--format", "jsonl").stdout)
     assert info["auto"]["backend"] == "core"
     assert all(c["ok"] for c in info["backends"]["core"])
+
+
+def test_doctor_without_any_backend_exits_with_the_reason(empty_sys: str) -> None:
+    """The report, then the exit code `sigtrace` itself would give: 4, no BTF or tracefs."""
+    r = run("doctor", "--sys-root", empty_sys)
+    assert r.returncode == 4, r.stderr
+    assert "auto: none: no backend can run here: core (btf: kernel has no BTF" in r.stdout
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("sigtrace: no backend can run here: core (btf: kernel has no BTF")
+    r = run("doctor", "--format", "jsonl", "--sys-root", empty_sys)
+    assert r.returncode == 4
+    assert json.loads(r.stdout)["auto"]["exit_code"] == 4
+
+
+def test_doctor_as_nobody_exits_3() -> None:
+    r = run("doctor", prefix=NOBODY)
+    assert r.returncode == 3, r.stderr
+    assert "backend core: unavailable" in r.stdout
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("sigtrace: no backend can run here: core (privileges: needs root")
+
+
+def test_doctor_exits_0_while_one_backend_can_run() -> None:
+    r = run("doctor", env={"SIGTRACE_DENY_BPF": "1"})  # core and bcc refused, tracefs left
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "backend core: unavailable" in r.stdout and "auto: tracefs" in r.stdout
 
 
 @pytest.mark.parametrize("args", [["--help"], ["doctor", "--help"]], ids=["group", "doctor"])

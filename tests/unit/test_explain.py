@@ -97,14 +97,14 @@ def test_sig_ign_hint_names_the_stop_signal() -> None:
 def test_blocked_and_not_waiting_stays_pending() -> None:
     p = predict(snap(Proc(20, "app", 1, "app", blocked=True)))
     assert (p.expect, p.graceful, p.confidence) == ("blocked", False, "low")
-    assert p.exit_code == 11  # a signalfd reader looks the same: no answer to gate on
+    assert p.exit_code == 12  # a signalfd reader looks the same: no answer to gate on
 
 
 def test_shell_handler_over_workers_that_want_it_is_unsure_and_not_graceful() -> None:
     # The wrapper that exits first and the one that forwards and waits look the same in /proc.
     pid1 = Proc(20, "noforward.sh", 1, "/bin/sh /bin/noforward.sh", caught=True)
     p = predict(snap(replace(pid1, children=(SERVER,))))
-    assert (p.expect, p.graceful, p.confidence, p.exit_code) == ("not_forwarded", False, "low", 11)
+    assert (p.expect, p.graceful, p.confidence, p.exit_code) == ("not_forwarded", False, "low", 12)
     assert "server.sh (pid 31 ns:7) handles SIGTERM too" in p.summary
     assert "may exit on SIGTERM without passing it to server.sh" in p.hint
 
@@ -112,7 +112,7 @@ def test_shell_handler_over_workers_that_want_it_is_unsure_and_not_graceful() ->
 def test_program_handler_over_workers_is_graceful_but_unsure() -> None:
     master = Proc(20, "gunicorn", 1, "gunicorn app", caught=True, children=(SERVER,))
     p = predict(snap(master))
-    assert (p.expect, p.confidence, p.exit_code) == ("graceful", "low", 11)
+    assert (p.expect, p.confidence, p.exit_code) == ("graceful", "low", 12)
 
 
 # The edge: /proc as the predictor sees it

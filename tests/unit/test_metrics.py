@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -197,6 +198,30 @@ def test_healthz_follows_the_check(served) -> None:
     assert get(srv, "/nope")[0] == 404
 
 
+def test_output_loss_is_counted_apart_from_the_ring_buffer(served) -> None:
+    m, srv, _ = served
+    m.observe(rec("lost", count=7, reason="buffer"))
+    m.observe(rec("lost", count=3))  # from a sigtrace before `reason`: the ring buffer
+    m.output_errors.inc(5)  # the daemon's sink, as it drops records
+    m.output_failing.set(1)
+    m.observe(rec("lost", count=5, reason="output"))  # its report, once writing works
+    s = scrape(srv)
+    assert value(s, "sigtrace_lost_records_total") == 10
+    assert value(s, "sigtrace_output_errors_total") == 5
+    assert value(s, "sigtrace_output_failing") == 1
+
+
+def test_healthz_says_degraded_and_stays_200() -> None:
+    note: list[str] = ["writing to /x fails (No space left on device); 4 records not written"]
+    srv = serve("127.0.0.1", 0, Metrics(), healthy=lambda: True, degraded=lambda: note[0])
+    try:
+        assert get(srv, "/healthz")[0::2] == (200, f"degraded: {note[0]}\n")
+        note[0] = ""
+        assert get(srv, "/healthz")[0::2] == (200, "ok\n")
+    finally:
+        srv.close()
+
+
 def test_healthz_is_503_when_the_check_raises() -> None:
     def broken() -> bool:
         raise RuntimeError("boom")
@@ -250,6 +275,8 @@ def test_ipv6_loopback() -> None:
         ("node-1.example:80", ("node-1.example", 80)),
         ("[::1]:9090", ("::1", 9090)),
         ("[::]:9090", ("::", 9090)),
+        (":9090", ("0.0.0.0", 9090)),  # every address, as `sigtrace --help` shows it
+        (":0", ("0.0.0.0", 0)),
     ],
 )
 def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
@@ -260,7 +287,10 @@ def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
     "text",
     [
         "",
-        ":9090",
+        ":",
+        "::9090",
+        ": 9090",
+        ":65536",
         "host:",
         "9090:",
         "65536",
@@ -301,3 +331,17 @@ def test_a_recorded_stop_and_its_verdict_count_under_the_container() -> None:
     assert value(s, "sigtrace_verdicts_total", verdict="ignored_by_pid1", **C(name)) == 1
     term = {"signal": "SIGTERM", "outcome": "ignored", "reason": "pid1_no_handler"}
     assert value(s, "sigtrace_signals_total", **term, **C(name)) == 1
+
+
+def test_every_metrics_example_parses() -> None:
+    """`sigtrace --help`, `sigtrace daemon --help` and the DaemonSet show --metrics values:
+    each one must be accepted."""
+    from sigtrace.cli import EXAMPLES
+    from sigtrace.commands.daemon import daemon
+
+    manifest = (Path(__file__).parents[2] / "packaging/kubernetes/sigtrace.yaml").read_text()
+    texts = EXAMPLES + (daemon.epilog or "") + manifest
+    shown = re.findall(r'--metrics"?,?\s+"?([^\s"\]]+)', texts)
+    assert ":9090" in shown and len(shown) >= 3, shown
+    for text in shown:
+        parse_listen(text)
