@@ -15,7 +15,8 @@ whom, what the kernel did at each hop, and what became of each process. Pure: re
   `runc kill` is a new process for every signal, so the runtime SIGKILL's sender is newer than
   all of them); and, whenever it started, one a hop reached, or one a SIGKILL ended while it
   had a handler for the stop signal (work to do). Each gets one `state` (its hops' best
-  result, else `never_reached`; `blocked` becomes `handled` when it acted afterwards: sent a signal on, or exited by itself), one
+  result, else `never_reached`; `blocked` becomes `handled` when it acted afterwards: sent a
+  signal on, or exited by itself), one
   `ending` (`exited`, `signal` (a fatal signal other than SIGKILL), `runtime_kill`,
   `teardown`, `oom`, `sigkill` (a SIGKILL whose sender no record shows), `running`) and
   `stop_handler`: whether it had a handler for the stop signal, from `caught` (its SIGKILL
