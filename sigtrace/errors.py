@@ -60,9 +60,3 @@ class RuntimeUnavailable(SigtraceError):
 class RuntimeAbsent(RuntimeUnavailable):
     """The runtime is not installed here (no socket, no state directory): nothing to list,
     which is no failure. A subclass so that a lookup by id still treats it as 'not there'."""
-
-
-class ProcessGone(SigtraceError):
-    """The process exited between being named and being read."""
-
-    code = 9
