@@ -28,9 +28,9 @@ class Seconds(click.ParamType):
         try:
             seconds = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
         if not (math.isfinite(seconds) and seconds > 0):
-            self.fail(f"{value!r} is not a positive, finite number of seconds", param, ctx)
+            self.fail(f"{value!r} is not a positive, finite number of seconds.", param, ctx)
         return seconds
 
 
