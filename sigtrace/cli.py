@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import click
 
-from sigtrace.commands.options import make_config, trace_options
+from sigtrace.commands.options import Seconds, make_config, trace_options
 from sigtrace.errors import ReaderGone, SigtraceError, UsageError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE
@@ -74,7 +74,7 @@ class LazyGroup(click.Group):
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(),
     default=None,
     metavar="SECONDS",
     help="Stop after this long.",

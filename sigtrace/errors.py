@@ -62,12 +62,6 @@ class RuntimeAbsent(RuntimeUnavailable):
     which is no failure. A subclass so that a lookup by id still treats it as 'not there'."""
 
 
-class ProcessGone(SigtraceError):
-    """The process exited between being named and being read."""
-
-    code = 9
-
-
 class OutputError(SigtraceError):
     """Writing the records failed mid-run (disk full, I/O error, a reader gone from --output)."""
 

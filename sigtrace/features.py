@@ -10,6 +10,7 @@ import os
 import subprocess
 from typing import NamedTuple
 
+CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
@@ -36,21 +37,40 @@ def bpf_syscall() -> Probe:
 
 
 def effective_caps(proc_root: str = "/proc") -> int:
-    try:
-        with open(os.path.join(proc_root, "self/status")) as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return int(line.split()[1], 16)
-    except OSError:
-        pass
+    """This process's own capabilities: from its own /proc first, as --proc-root may be another
+    pid namespace's procfs (or a typo), where `self` is not this process."""
+    for root in dict.fromkeys(("/proc", proc_root)):
+        try:
+            with open(os.path.join(root, "self/status")) as f:
+                for line in f:
+                    if line.startswith("CapEff:"):
+                        return int(line.split()[1], 16)
+        except OSError:
+            continue
     return 0
+
+
+_BPF_CAPS = (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON))
 
 
 def bpf_privileges(proc_root: str = "/proc") -> Probe:
     caps = effective_caps(proc_root)
     if caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON)):
         return Probe(True, "CAP_BPF+CAP_PERFMON (or CAP_SYS_ADMIN) held")
-    return Probe(False, "needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): run with sudo")
+    missing = [n for n, bit in _BPF_CAPS if not caps & (1 << bit)]
+    return Probe(
+        False,
+        f"missing {' and '.join(missing)} (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): "
+        "run with sudo",
+    )
+
+
+def proc_connector_privileges(proc_root: str = "/proc") -> Probe:
+    """The process-events connector (exit codes for bcc and tracefs) listens only with
+    CAP_NET_ADMIN (cn_proc_mcast_ctl() in drivers/connector/cn_proc.c)."""
+    if effective_caps(proc_root) & (1 << CAP_NET_ADMIN):
+        return Probe(True, "CAP_NET_ADMIN held")
+    return Probe(False, "missing CAP_NET_ADMIN (the process-events connector needs it)")
 
 
 def tracefs_root(sys_root: str = "/sys", mount: bool = False) -> str | None:

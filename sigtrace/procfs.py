@@ -12,7 +12,10 @@ from sigtrace import wire
 from sigtrace.correlate import basic_process
 from sigtrace.escape import printable
 
+# A cmdline is kept to its first 4 KiB (a 1 MB argument list would make every record of that
+# process 1 MB); a cut one ends with CUT_MARK, so it is never cut silently (README: cmdline).
 CMDLINE_MAX = 4096
+CUT_MARK = f" …[cut at {CMDLINE_MAX} bytes]"
 
 
 class Procfs:
@@ -22,7 +25,7 @@ class Procfs:
     def read(self, pid: int, name: str) -> bytes | None:
         try:
             with open(os.path.join(self.root, str(pid), name), "rb") as f:
-                return f.read(CMDLINE_MAX + 1 if name == "cmdline" else 65536)
+                return f.read(CMDLINE_MAX + 2 if name == "cmdline" else 65536)
         except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
             return None
 
@@ -30,8 +33,11 @@ class Procfs:
         raw = self.read(pid, "cmdline")
         if not raw:
             return None  # gone, or a kernel thread / zombie (empty cmdline)
+        # Cut when more than the bound's bytes remain beyond the final NUL terminator.
+        cut = len(raw.removesuffix(b"\0") if len(raw) <= CMDLINE_MAX + 1 else raw) > CMDLINE_MAX
         raw = raw[:CMDLINE_MAX].rstrip(b"\0")
-        return printable(raw.replace(b"\0", b" ").decode("utf-8", "backslashreplace"))
+        text = printable(raw.replace(b"\0", b" ").decode("utf-8", "backslashreplace"))
+        return text + CUT_MARK if cut else text
 
     def status(self, pid: int) -> dict[str, str] | None:
         raw = self.read(pid, "status")

@@ -82,25 +82,44 @@ class RawWriter:
         self.stream.flush()
 
 
-def read(stream: BinaryIO) -> tuple[int, Iterator[bytes]]:
+class Records:
+    """The records of a recording, in order. `cut` says, once iterated, whether the file ended
+    inside a record (a tracer killed mid-write): the whole records before it are kept."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.count = 0
+        self.cut: str | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            n = self.stream.read(_LEN.size)
+            if not n:
+                return
+            if len(n) < _LEN.size:
+                self.cut = f"{len(n)} of a length's {_LEN.size} bytes"
+                return
+            (size,) = _LEN.unpack(n)
+            data = self.stream.read(size)
+            if len(data) < size:
+                self.cut = f"{len(data)} of a record's {size} bytes"
+                return
+            self.count += 1
+            yield data
+
+
+def read(stream: BinaryIO) -> tuple[int, Records]:
     """(clock offset ns, the records). Raises ValueError on a file that is not a recording."""
-    head = stream.readline().split()
-    if len(head) != 4 or head[0] != MAGIC or head[1] != b"1":
+    head = stream.readline(256).split()
+    if (
+        len(head) != 4
+        or head[0] != MAGIC
+        or head[1] != b"1"
+        or not all(f.isdigit() for f in head[2:])
+    ):
         raise ValueError("not a sigtrace raw recording")
     if int(head[2]) != wire.ABI_VERSION:
         raise ValueError(
             f"recording has record ABI {int(head[2])}, this sigtrace reads {wire.ABI_VERSION}"
         )
-
-    def records() -> Iterator[bytes]:
-        while True:
-            n = stream.read(_LEN.size)
-            if len(n) < _LEN.size:
-                return
-            (size,) = _LEN.unpack(n)
-            data = stream.read(size)
-            if len(data) < size:
-                return  # a recording cut short (the tracer was killed): keep what is whole
-            yield data
-
-    return int(head[3]), records()
+    return int(head[3]), Records(stream)

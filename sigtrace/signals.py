@@ -80,7 +80,7 @@ def name(signo: int) -> str:
 
 def _parse_one(text: str) -> int:
     spec = text.strip().upper()
-    if spec.isdigit():
+    if spec.isascii() and spec.isdigit():  # not str.isdigit() alone: '²' is a digit to it
         n = int(spec)
         if 1 <= n <= NSIG:
             return n
@@ -97,20 +97,23 @@ def _parse_one(text: str) -> int:
             return anchor
         if spec.startswith(base) and spec[len(base) : len(base) + 1] in "+-":
             off = spec[len(base) :]
-            if off[1:].isdigit():
+            if off[1:].isascii() and off[1:].isdigit():
                 n = anchor + int(off)
                 if SIGRTMIN <= n <= SIGRTMAX:
                     return n
             raise UsageError(f"real-time signal out of range: {text!r}")
-    if spec.startswith("SIG") and spec[3:].isdigit():
+    if spec.startswith("SIG") and spec[3:].isascii() and spec[3:].isdigit():
         return _parse_one(spec[3:])
     raise UsageError(f"unknown signal: {text!r} (try TERM, SIGKILL, 15, RTMIN+2 or all)")
 
 
 def parse_specs(specs: Iterable[str]) -> frozenset[int]:
-    """Signal numbers from --signal values; each may be comma-separated. Empty → defaults."""
+    """Signal numbers from --signal values; each may be comma-separated. None given → defaults;
+    a value that names no signal (`--signal ''`, `--signal ,`) is an error, not the defaults."""
     out: set[int] = set()
     for raw in specs:
+        if not raw.replace(",", "").strip():
+            raise UsageError(f"--signal {raw!r} names no signal (try TERM, 15, RTMIN+2 or all)")
         for part in raw.split(","):
             if not part.strip():
                 continue

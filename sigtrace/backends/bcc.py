@@ -294,6 +294,8 @@ class BccBackend(Backend):
             out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
         p = features.bpf_privileges(config.proc_root)
         out.append(("privileges", p.ok, p.detail))
+        net = features.proc_connector_privileges(config.proc_root)
+        out.append(("privileges", net.ok, net.detail))
         return out
 
     def __init__(self, config: TraceConfig) -> None:

@@ -17,7 +17,7 @@ import struct
 import time
 from typing import NamedTuple
 
-from sigtrace.errors import BackendError
+from sigtrace.errors import BackendError, PrivilegeError
 
 PROC_EVENT_NONE = 0x0
 PROC_EVENT_EXIT = 0x80000000
@@ -85,7 +85,12 @@ class ProcEvents:
         except OSError as exc:
             raise BackendError(f"process-events connector: {exc.strerror or exc}") from exc
         try:
-            self.sock.bind()
+            try:
+                self.sock.bind()
+            except KeyError:  # pyroute2's word for "every bind() failed": EPERM here
+                raise PrivilegeError(
+                    "process-events connector: cannot listen (missing CAP_NET_ADMIN)"
+                ) from None
             self._listen()
         except BaseException:
             self.close()

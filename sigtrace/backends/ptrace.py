@@ -85,7 +85,7 @@ class PtraceBackend(Backend):
             out.append(("ptrace_scope", ok, detail))
         has_cap = bool(effective_caps(config.proc_root) & (1 << CAP_SYS_PTRACE))
         out.append(
-            ("privileges", has_cap, "CAP_SYS_PTRACE held" if has_cap else "needs CAP_SYS_PTRACE")
+            ("privileges", has_cap, "CAP_SYS_PTRACE held" if has_cap else "missing CAP_SYS_PTRACE")
         )
         # It traces named processes only: `auto` must not pick it for a host-wide run.
         targets = bool(config.pids or config.containers or config.pods)

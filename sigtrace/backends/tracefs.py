@@ -88,6 +88,8 @@ class TracefsBackend(Backend):
             out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
         root_ok = os.geteuid() == 0
         out.append(("privileges", root_ok, "root" if root_ok else "needs root: run with sudo"))
+        net = features.proc_connector_privileges(config.proc_root)
+        out.append(("privileges", net.ok, net.detail))
         return out
 
     def __init__(self, config: TraceConfig) -> None:

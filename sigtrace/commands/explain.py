@@ -155,9 +155,13 @@ def render_text(rec: dict) -> str:
 
 
 def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list:
-    from sigtrace.containers.select import parse_pod
+    from sigtrace.containers.select import check_container, parse_pod
     from sigtrace.enrich import default_cache
 
+    for query in containers:
+        check_container(query)
+    for query in pods:
+        parse_pod(query)
     cache = default_cache()
     found = []
     for query in containers:
@@ -184,11 +188,13 @@ def run_explain(
     containers: tuple[str, ...], pods: tuple[str, ...], fmt: str, proc_root: str, out: TextIO
 ) -> int:
     """Writes one `explain` record per container; returns the exit code."""
+    from sigtrace.commands.options import check_roots
     from sigtrace.enrich import container_object
     from sigtrace.stories import stop_signal_number
 
     if not containers and not pods:
         raise UsageError("explain needs --container or --pod")
+    check_roots(proc_root)
     procfs = Procfs(proc_root)
     clock = Clock()
     code = 0

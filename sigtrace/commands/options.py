@@ -3,6 +3,8 @@ they build."""
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Callable
 
@@ -13,6 +15,23 @@ from sigtrace.config import TraceConfig
 from sigtrace.errors import UsageError
 
 BACKENDS = ["auto", "core", "bcc", "tracefs", "ptrace"]
+# Pids are below pid_max, at most PID_MAX_LIMIT: 4194304 on 64-bit (include/linux/threads.h).
+MAX_PID = (1 << 22) - 1
+
+
+class Seconds(click.ParamType):
+    """A positive, finite number of seconds (`nan` and `inf` are floats too, but no duration)."""
+
+    name = "seconds"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        if not (math.isfinite(seconds) and seconds > 0):
+            self.fail(f"{value!r} is not a positive, finite number of seconds.", param, ctx)
+        return seconds
 
 
 def trace_options(fn: Callable) -> Callable:
@@ -116,6 +135,9 @@ def make_config(
     for p in pids:
         if p <= 0:
             raise UsageError(f"--pid takes a positive process id, not {p}")
+        if p > MAX_PID:
+            raise UsageError(f"--pid {p}: beyond the largest process id Linux has ({MAX_PID})")
+    check_roots(proc_root, sys_root)
     return TraceConfig(
         signals=signals.parse_specs(sigs),
         pids=tuple(pids),
@@ -128,6 +150,18 @@ def make_config(
         ringbuf_bytes=parse_size(buffer_size),
         syscalls=default_syscalls if syscalls is None else syscalls,
     )
+
+
+def check_roots(proc_root: str, sys_root: str | None = None) -> None:
+    """A --proc-root that is not a procfs, or a --sys-root that does not exist, is a typo: say
+    so (exit 2) instead of tracing blind. An empty --sys-root stays allowed: it is how a kernel
+    without BTF or tracefs is simulated (the backends then exit 4)."""
+    # Any procfs has its init's entry ("1"), and "self" even under hidepid.
+    if not any(os.path.lexists(os.path.join(proc_root, e)) for e in ("1", "self")):
+        why = "not a proc filesystem" if os.path.isdir(proc_root) else "no such directory"
+        raise UsageError(f"--proc-root {proc_root!r}: {why}")
+    if sys_root is not None and not os.path.isdir(sys_root):
+        raise UsageError(f"--sys-root {sys_root!r}: no such directory")
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}

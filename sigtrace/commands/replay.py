@@ -15,6 +15,7 @@ import click
 from sigtrace import wire
 from sigtrace.correlate import Correlator, basic_process
 from sigtrace.errors import UsageError
+from sigtrace.escape import printable
 from sigtrace.output import Writer, make_writer
 from sigtrace.rawlog import read
 from sigtrace.stories import StoryTracker
@@ -61,10 +62,16 @@ def replay_file(path: str, writer: Writer) -> int:
             offset, records = read(f)
             out = replay_records(offset, records)
         except (ValueError, wire.DecodeError) as exc:
-            raise UsageError(f"{path}: {exc}") from None
+            raise UsageError(f"{printable(path)}: {exc}") from None
     for rec in out:
         writer.write(rec)
     writer.flush()
+    if records.cut:  # what was whole is out; say that the rest is missing, never silently
+        click.echo(
+            f"sigtrace: {printable(path)}: cut short after {records.count} records "
+            f"(the last one incomplete: {records.cut})",
+            err=True,
+        )
     return len(out)
 
 

@@ -7,6 +7,8 @@ never evaluated, escaped only when printed.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -71,14 +73,28 @@ def str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def load_json_object(path: str) -> dict | None:
-    """The JSON object in `path`; None if missing, unreadable, too big or not an object."""
+def _read_regular(path: str, limit: int) -> bytes | None:
+    """Up to `limit` bytes of a regular file; None for anything else. A FIFO or a device
+    planted in a runtime's state directory must not block or feed us forever."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_JSON_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return None
-    if len(raw) > MAX_JSON_BYTES:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def load_json_object(path: str) -> dict | None:
+    """The JSON object in `path`; None if missing, unreadable, too big or not an object."""
+    raw = _read_regular(path, MAX_JSON_BYTES + 1)
+    if raw is None or len(raw) > MAX_JSON_BYTES:
         return None
     try:
         doc = json.loads(raw)
@@ -89,9 +105,8 @@ def load_json_object(path: str) -> dict | None:
 
 def read_pid_file(path: str) -> int:
     """The pid in a runtime's pid file, or 0 when absent or not a positive number."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read(32).strip()
-    except OSError:
+    raw = _read_regular(path, 32)
+    if raw is None:
         return 0
+    text = raw.strip()
     return int(text) if text.isdigit() and int(text) > 0 else 0

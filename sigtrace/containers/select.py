@@ -6,6 +6,7 @@ does, and a container restarted under the same name or id (a new cgroup) is pick
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from sigtrace.containers.cache import ContainerCache
@@ -15,11 +16,41 @@ from sigtrace.containers.records import RuntimeContainer
 from sigtrace.errors import ContainerNotFound, RuntimeUnavailable, UsageError
 from sigtrace.procfs import Procfs
 
+# What runtimes accept as a container name or id (Docker's rule; containerd's and Kubernetes'
+# are narrower), and Kubernetes' bounds on a pod's name and namespace. A value outside them
+# can match nothing, so it is refused before any runtime is asked (and before --wait waits
+# for it forever). Values are shown with repr(): a newline or an ESC in argv stays inert.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_CONTAINER = 255
+MAX_POD_NAME = 253
+MAX_NAMESPACE = 63
+
+
+def _check_name(option: str, text: str, value: str, what: str, limit: int) -> None:
+    if not value:
+        raise UsageError(f"{option} {text!r}: empty {what}")
+    if len(value) > limit:
+        raise UsageError(f"{option}: {what} of {len(value)} characters (at most {limit})")
+    if not _NAME.fullmatch(value):
+        raise UsageError(
+            f"{option} {text!r}: not a {what} (letters, digits, '_', '.', '-'; "
+            "a letter or digit first)"
+        )
+
+
+def check_container(text: str) -> str:
+    """A --container value as typed (`/name` as Docker prints it is fine); UsageError if it
+    cannot be a container name, id or id prefix."""
+    value = text.strip().removeprefix("/")
+    _check_name("--container", text, value, "container name or id", MAX_CONTAINER)
+    return text
+
 
 def parse_pod(text: str) -> tuple[str | None, str]:
     ns, sep, name = text.strip().rpartition("/")
-    if not name or (sep and not ns):
-        raise UsageError(f"--pod takes [NAMESPACE/]NAME, not {text!r}")
+    if sep:
+        _check_name("--pod", text, ns, "namespace", MAX_NAMESPACE)
+    _check_name("--pod", text, name, "pod name", MAX_POD_NAME)
     return (ns or None), name
 
 
@@ -51,6 +82,8 @@ class ContainerSelector:
         self.wait = wait
         self.selections = [Selection("container", q) for q in containers]
         self.selections += [Selection("pod", q) for q in pods]
+        for q in containers:
+            check_container(q)
         for q in pods:
             parse_pod(q)
         self.ids: set[int] = set()
