@@ -105,7 +105,7 @@ def test_doctor_as_nobody_exits_3() -> None:
     assert r.returncode == 3, r.stderr
     assert "backend core: unavailable" in r.stdout
     (line,) = r.stderr.splitlines()
-    assert line.startswith("sigtrace: no backend can run here: core (privileges: needs root")
+    assert line.startswith("sigtrace: no backend can run here: core (privileges: missing CAP_BPF")
 
 
 def test_doctor_exits_0_while_one_backend_can_run() -> None:
