@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TextIO
 
@@ -12,6 +11,8 @@ from sigtrace import SCHEMA, features
 from sigtrace.backends import registry, select
 from sigtrace.config import TraceConfig
 from sigtrace.errors import SigtraceError
+from sigtrace.output.jsonl import JsonlWriter
+from sigtrace.timefmt import Clock
 
 TRACEPOINTS = (
     ("signal", "signal_generate"),
@@ -26,6 +27,7 @@ def collect(config: TraceConfig) -> dict:
     out: dict = {
         "schema": SCHEMA,
         "type": "doctor",
+        "time": Clock().now_iso(),
         "kernel": features.kernel_release(),
         "backends": {},
     }
@@ -58,7 +60,7 @@ def _runtimes() -> list[dict]:
 
 def report(info: dict, fmt: str, stream: TextIO) -> None:
     if fmt == "jsonl":
-        stream.write(json.dumps(info) + "\n")
+        JsonlWriter(stream).write(info)
         return
     stream.write(f"kernel {info['kernel']}\n")
     for name, checks in info["backends"].items():

@@ -7,7 +7,6 @@ graceful stop is expected, 10 when not, so that a CI pipeline can gate on it.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TextIO
@@ -171,6 +170,8 @@ def run_explain(
 
     if not containers and not pods:
         raise UsageError("explain needs --container or --pod")
+    from sigtrace.output.jsonl import JsonlWriter
+
     procfs = Procfs(proc_root)
     clock = Clock()
     code = 0
@@ -181,7 +182,10 @@ def run_explain(
         snap = Snapshot(signo, read_proc(procfs, rc.pid, signo))
         pred = predict(snap)
         rec = explain_record(container_object(rc), snap, pred, clock.now_iso())
-        out.write((json.dumps(rec) if fmt == "jsonl" else render_text(rec)) + "\n")
+        if fmt == "jsonl":
+            JsonlWriter(out).write(rec)
+        else:
+            out.write(render_text(rec) + "\n")
         if not pred.graceful:
             code = EXIT_NOT_GRACEFUL
     out.flush()
