@@ -40,6 +40,7 @@ class LazyGroup(click.Group):
         "doctor": "sigtrace.commands.doctor",
         "explain": "sigtrace.commands.explain",
         "replay": "sigtrace.commands.replay",
+        "schema": "sigtrace.commands.schema",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from sigtrace.backends import NO_SYSCALLS
+from tests.tracing import check_schema
 
 pytestmark = pytest.mark.docker
 
@@ -121,7 +122,9 @@ def image(docker_daemon: None) -> str:
 
 
 def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    recs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    check_schema(recs)
+    return recs
 
 
 def wait_for(
