@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="sigtrace", standalone_mode=False)
     except SigtraceError as exc:
-        click.echo(f"sigtrace: {exc.message}", err=True)
+        from sigtrace.log import fatal
+
+        fatal(exc.message, exc.code)
         sys.exit(exc.code)
     except click.exceptions.Abort:
         sys.exit(130)
