@@ -30,7 +30,7 @@ RULE_FILES = [
 # Fields that are not sigtrace's: the CRI log line's (Fluent Bit's `cri` parser: log, stream),
 # Vector's own event fields (message, stream, timestamp), the log store's labels (job) and
 # the scrape's target labels (instance, job; `node` from the PodMonitor's relabeling).
-CRI_AND_AGENT = {"log", "stream", "message", "timestamp", "job"}
+CRI_AND_AGENT = {"log", "stream", "message", "timestamp", "job", "MESSAGE"}  # MESSAGE: journal's
 SCRAPE_LABELS = {"instance", "job", "node"}
 
 
@@ -92,6 +92,7 @@ def fluent_bit_uses() -> set[str]:
     text = (LOGGING / "fluent-bit.conf").read_text() + (LOGGING / "parsers.conf").read_text()
     used = set(re.findall(r"^\s*(?:Time_Key|Key_Name)\s+(\w+)", text, re.M))
     used |= set(re.findall(r"^\s*Regex\s+(\w+)\s", text, re.M))
+    used |= set(re.findall(r"^\s*Rule\s+\$(\w+)\s", text, re.M))
     used |= set(re.findall(r"=\$(\w+)", text))  # Loki labels from record fields: node=$node
     used |= set(re.findall(r"^\s*Log_Key\s+(\w+)", text, re.M))
     return used
@@ -140,7 +141,14 @@ def rules_of(path: Path) -> list[dict]:
 
 # The closing note's list: each shipped config and the fields it uses (checked against the files).
 SHIPPED_USES = {
-    "packaging/logging/fluent-bit.conf + parsers.conf": {"time", "node", "type", "log", "stream"},
+    "packaging/logging/fluent-bit.conf + parsers.conf": {
+        "time",
+        "node",
+        "type",
+        "log",
+        "stream",
+        "MESSAGE",
+    },
     "packaging/logging/vector.toml": {
         "time",
         "schema",
