@@ -373,3 +373,22 @@ def test_docker_stop_is_graceful(
     assert int(code) == 0, logs[-3000:]
     assert elapsed < STOP_LIMIT_S, f"docker stop took {elapsed:.2f}s"
     assert records(logs)[-1]["type"] == "stop", logs[-3000:]
+
+
+def test_image_carries_the_oci_labels(image: str) -> None:
+    fmt = "{{json .Config.Labels}}"
+    r = subprocess.run(["docker", "image", "inspect", "--format", fmt, image], capture_output=True)
+    labels = json.loads(r.stdout)
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    head, origin = git("rev-parse", "HEAD"), git("remote", "get-url", "origin")
+    oci = "org.opencontainers.image."
+    assert labels[oci + "licenses"] == "Apache-2.0"
+    assert labels[oci + "revision"].removesuffix("-dirty") == head
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels[oci + "created"])
+    assert labels[oci + "version"] and labels[oci + "title"] == "sigtrace"
+    # where it comes from: the checkout's origin (SOURCE_URL overrides; none without either)
+    assert labels.get(oci + "source") == (origin or None)
