@@ -32,6 +32,13 @@ BASE_IMAGE=sigtrace-base:$SUITE
 BASE=${BASE:-$BASE_IMAGE}
 REBUILD_BPF=${REBUILD_BPF:-0}
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -n 1)
+# OCI labels: the commit built (with -dirty when the tree has changes) and where it comes from
+# (the checkout's origin remote, or SOURCE_URL; left out when neither says).
+REVISION=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ "$REVISION" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then
+  REVISION="$REVISION-dirty"
+fi
+SOURCE_URL=${SOURCE_URL:-$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)}
 # The default name also gets sigtrace:latest; a name you give is the only tag.
 tags=(-t "${IMAGE:-sigtrace:$VERSION}")
 [ -n "${IMAGE:-}" ] || tags+=(-t sigtrace:latest)
@@ -127,7 +134,7 @@ inputs=$(
   cd "$ROOT"
   {
     printf '%s\n' "$base_id" "REBUILD_BPF=$REBUILD_BPF"
-    find pyproject.toml README.md packaging/Dockerfile packaging/build-image.sh bpf sigtrace \
+    find pyproject.toml README.md LICENSE packaging/Dockerfile packaging/build-image.sh bpf sigtrace \
       -type f -not -name '*.pyc' -not -path '*/__pycache__/*' -not -name '.check.o' -print0 |
       LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -d' ' -f1
@@ -151,7 +158,7 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 # A copy of the source, so that the wheel build leaves no build/ or egg-info in the tree.
 src="$ctx/src"
 mkdir "$src"
-cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/sigtrace" "$src/"
+cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/LICENSE" "$ROOT/sigtrace" "$src/"
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
 start=$SECONDS
 "$PY" -m pip wheel -q --disable-pip-version-check --wheel-dir "$ctx/wheels" "$src" >&2 ||
@@ -166,6 +173,9 @@ docker build -q \
   --label "$INPUTS_LABEL=$inputs" \
   --label "org.opencontainers.image.version=$VERSION" \
   --label "org.opencontainers.image.title=sigtrace" \
+  --label "org.opencontainers.image.revision=$REVISION" \
+  --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  ${SOURCE_URL:+--label "org.opencontainers.image.source=$SOURCE_URL"} \
   "${tags[@]}" "$ctx" >/dev/null ||
   die "docker build failed"
 # Images this script made that are now untagged (the one this build replaced, earlier build

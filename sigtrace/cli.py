@@ -40,6 +40,7 @@ class LazyGroup(click.Group):
         "doctor": "sigtrace.commands.doctor",
         "explain": "sigtrace.commands.explain",
         "replay": "sigtrace.commands.replay",
+        "schema": "sigtrace.commands.schema",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -121,7 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(ReaderGone.code)
     except SigtraceError as exc:
-        click.echo(f"sigtrace: {exc.message}", err=True)
+        from sigtrace.log import fatal
+
+        fatal(exc.message, exc.code)
         sys.exit(exc.code)
     except click.exceptions.Abort:
         sys.exit(130)

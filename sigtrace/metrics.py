@@ -7,6 +7,10 @@ Metrics (each record is counted once, as it is written):
   `reason` is "" when the record has none.
 - `sigtrace_verdicts_total{verdict,container,pod_namespace,pod}`: `verdict` records; `verdict`
   is a name from sigtrace/verdicts.py's table ("unknown" for any other).
+- `sigtrace_verdict_wasted_seconds{verdict}`: a histogram of the verdict records' `wasted_s`
+  (grace time spent after the stop signal was lost; 0 when it was not), labelled by verdict
+  only, so its cardinality is fixed whatever the containers.
+- `sigtrace_build_info{version,backend}`: 1, from the `start` record.
 - `sigtrace_lost_records_total`: the `count` of every `lost` record with `reason: "buffer"`
   (ring buffer full).
 - `sigtrace_output_errors_total`: records the daemon could not write (its output failing:
@@ -31,6 +35,7 @@ does not fill the bound for good). If none is idle, the new one's samples are co
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import re
 import socket
@@ -43,14 +48,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import prometheus_client
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from sigtrace.errors import UsageError
 from sigtrace.verdicts import VERDICTS
@@ -61,6 +66,8 @@ DEFAULT_MAX_CONTAINERS = 500
 DEFAULT_IDLE_SECONDS = 600.0  # 500 containers an hour is ordinary node churn
 OTHER = "_other"
 HOST_KEY = ("", "", "")
+# Grace periods are seconds to minutes (Docker 10 s, Kubernetes 30 s by default).
+WASTED_BUCKETS = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 
 ContainerKey = tuple[str, str, str]  # (container, pod_namespace, pod)
 
@@ -117,6 +124,19 @@ class Metrics:
             ["verdict", *clabels],
             registry=self.registry,
         )
+        self.wasted = Histogram(
+            "sigtrace_verdict_wasted_seconds",
+            "Grace time spent after the stop signal was lost (verdict records' wasted_s).",
+            ["verdict"],
+            buckets=WASTED_BUCKETS,
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "sigtrace_build_info",
+            "1, labelled with the sigtrace version and the backend tracing.",
+            ["version", "backend"],
+            registry=self.registry,
+        )
         self.lost = Counter(
             "sigtrace_lost_records",
             "Records the kernel could not hand over (ring buffer full).",
@@ -154,6 +174,8 @@ class Metrics:
         if kind == "start":
             self.backend = str(record.get("backend") or "unknown")
             self.up.set(1)
+            self.build_info.clear()
+            self.build_info.labels(str(record.get("version") or ""), self.backend).set(1)
         elif kind == "stop":
             self.up.set(0)
         self.events.labels(self.backend, kind).inc()
@@ -170,7 +192,11 @@ class Metrics:
             # a verdict names its container at top level (its pid1 object carries none)
             key = self._bounded(_container_key(record))
             verdict = str(record.get("verdict") or "")
-            self._inc(self.verdicts, key, verdict if verdict in VERDICTS else "unknown")
+            verdict = verdict if verdict in VERDICTS else "unknown"
+            self._inc(self.verdicts, key, verdict)
+            wasted = record.get("wasted_s")
+            if isinstance(wasted, (int, float)) and not isinstance(wasted, bool):
+                self.wasted.labels(verdict).observe(wasted)
         elif kind == "lost" and record.get("reason") != "output":  # those: output_errors
             count = record.get("count")
             if isinstance(count, int) and count > 0:
@@ -206,8 +232,11 @@ class Metrics:
                 counter.remove(*labels)
         return bool(idle)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The body and its content type: the format the scraper's Accept header asks for
+        (OpenMetrics or Prometheus text), as prometheus_client chooses."""
+        encoder, ctype = choose_encoder(accept)
+        return encoder(self.registry), ctype
 
 
 # --- [HOST:]PORT
@@ -256,11 +285,21 @@ def parse_listen(text: str) -> tuple[str, int]:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 10  # a client that stalls mid-request does not hold a thread for ever
+    _head = False
 
     def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def _answer(self, head: bool) -> None:
+        self._head = head
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            self._reply(200, self.server.metrics.exposition(), CONTENT_TYPE_LATEST)
+            body, ctype = self.server.metrics.exposition(self.headers.get("Accept", ""))
+            gz = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+            self._reply(200, gzip.compress(body) if gz else body, ctype, gzip=gz)
         elif path == "/healthz":
             try:
                 ok = bool(self.server.healthy())
@@ -275,12 +314,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found: try /metrics or /healthz\n")
 
-    def _reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+    def _reply(
+        self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8", gzip: bool = False
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
+        if gzip:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Vary", "Accept, Accept-Encoding")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not self._head:  # HEAD: the same headers, no body
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:
         # Silent: a liveness probe every few seconds must not fill the daemon's stderr.

@@ -6,10 +6,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 
-import click
-
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cache import ContainerCache
+from sigtrace.log import Log
 from sigtrace.output import Writer
 from sigtrace.procfs import Procfs
 from sigtrace.rawlog import ByteStream
@@ -25,7 +24,7 @@ def build_session(
     backend_name: str,
     writer: Writer,
     *,
-    log_prefix: str = "sigtrace",
+    log: Log | None = None,
     raw: ByteStream | None = None,
     stamp: dict | None = None,
 ) -> Session:
@@ -34,6 +33,8 @@ def build_session(
     from sigtrace.containers.select import ContainerSelector
     from sigtrace.enrich import ContainerDescriber, ContainerResolver, default_cache
 
+    daemon = log is not None  # a daemon always logs its choice of backend
+    log = log or Log("sigtrace")
     procfs = Procfs(config.proc_root)
     cgroups = CgroupIds(sys_root=config.sys_root)
     cache = default_cache()
@@ -47,10 +48,10 @@ def build_session(
             for label in (s.label() for s in selector.selections):
                 reason = selector.waiting.get(label)
                 more = f" ({reason})" if reason else ""
-                click.echo(f"{log_prefix}: waiting for {label}{more}", err=True)
+                log.info(f"waiting for {label}{more}", selection=label)
     cls, why = select(backend_name, config)
-    if backend_name == "auto" or config.verbose or log_prefix != "sigtrace":
-        click.echo(f"{log_prefix}: {why}", err=True)  # a daemon always logs its choice
+    if backend_name == "auto" or config.verbose or daemon:
+        log.info(why, backend=cls.name)
     backend = cls(config)
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
@@ -63,7 +64,7 @@ def build_session(
             new = selector.poll()
             if new:
                 backend.add_cgroup_ids(new)
-                click.echo(f"{log_prefix}: following {len(new)} new cgroup(s)", err=True)
+                log.info(f"following {len(new)} new cgroup(s)", cgroups=len(new))
 
         session.tickers.append((FOLLOW_INTERVAL_S, follow))
     return session

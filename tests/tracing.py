@@ -21,8 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from sigtrace import schema
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 10.0
@@ -53,14 +56,49 @@ def run_sigtrace(
 
 
 def parse_lines(text: str) -> list[Record]:
-    """Every line must be one whole JSON object."""
+    """Every line must be one whole JSON object, valid under the strict sigtrace.v1 schema."""
     assert text == "" or text.endswith("\n"), f"output ends mid-line: {text[-200:]!r}"
     out = []
     for line in text.splitlines():
         rec = json.loads(line)
         assert isinstance(rec, dict), line
         out.append(rec)
+    check_schema(out)
     return out
+
+
+_VALIDATORS: dict[str, jsonschema.Draft202012Validator] = {}
+
+
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    v = _VALIDATORS.get(kind)
+    if v is None:
+        v = _VALIDATORS[kind] = jsonschema.Draft202012Validator(schema.record_schema(kind, True))
+    return v
+
+
+def schema_errors(rec: Record) -> list[str]:
+    """Why `rec` breaks the strict schema (empty when it does not)."""
+    kind = rec.get("type")
+    if kind not in schema.RECORDS:
+        return [f"unknown record type {kind!r}"]
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '<record>'}: {e.message}"
+        for e in _validator(str(kind)).iter_errors(rec)
+    ]
+
+
+def check_schema(records: list[Record]) -> None:
+    """Fails the test on the first record the strict sigtrace.v1 schema refuses. A flood's
+    records differ only in `time` (checked by every validation): each shape is validated once."""
+    seen: set[str] = set()
+    for rec in records:
+        key = json.dumps({k: v for k, v in rec.items() if k != "time"}, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        errors = schema_errors(rec)
+        assert not errors, f"record breaks sigtrace.v1: {errors[:5]}\n{json.dumps(rec)[:2000]}"
 
 
 class Tracer:

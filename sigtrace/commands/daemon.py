@@ -1,5 +1,6 @@
 """`sigtrace daemon`: host-wide, on every node. JSONL on stdout (or --output, reopened on
-SIGHUP for logrotate), logs on stderr, the node name in every record, a graceful SIGTERM.
+SIGHUP for logrotate), logs on stderr (text, or JSON lines with --log-format json), the node
+name in every record, a graceful SIGTERM.
 
 A failing output (disk full, I/O error, stdout's reader gone) does not stop it: it logs the
 failure once, counts the records it cannot write (`sigtrace_output_errors_total`), tries
@@ -17,6 +18,7 @@ import click
 
 from sigtrace.commands.options import make_config, trace_options
 from sigtrace.errors import SigtraceError
+from sigtrace.log import FORMATS, LEVELS, Log, errors_to
 
 if TYPE_CHECKING:
     from sigtrace.metrics import Metrics
@@ -29,6 +31,7 @@ Examples:
   sudo sigtrace daemon                                  # JSONL on stdout
   sudo sigtrace daemon --output /var/log/sigtrace/sigtrace.jsonl
   NODE_NAME=node-3 sigtrace daemon --metrics :9090     # metrics on every address
+  sigtrace daemon --log-format json 2>>/var/log/sigtrace/daemon.log
 """
 )
 @trace_options
@@ -53,10 +56,28 @@ Examples:
     help="Serve Prometheus metrics and /healthz here: PORT is 127.0.0.1:PORT, :PORT every "
     "IPv4 address.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    envvar="SIGTRACE_LOG_FORMAT",
+    help="The daemon's own log lines on stderr: text, or one JSON object a line.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS),
+    default="info",
+    show_default=True,
+    envvar="SIGTRACE_LOG_LEVEL",
+    help="Leave out log lines below this level.",
+)
 def daemon(
     output: str | None,
     node_name: str | None,
     metrics_listen: str | None,
+    log_format: str,
+    log_level: str,
     backend: str,
     **opts: object,
 ) -> None:
@@ -66,6 +87,8 @@ def daemon(
     from sigtrace.output.sink import LineSink, stdout_sink
     from sigtrace.runner import build_session
 
+    log = Log("sigtrace daemon", log_format, log_level)
+    errors_to(log)  # a fatal error is a log line too, in the same format
     # On every node, all the time: no syscall hook by default (see --syscalls).
     config = make_config(**opts, default_syscalls=False)  # type: ignore[arg-type]
     node = node_name or socket.gethostname()
@@ -75,12 +98,10 @@ def daemon(
         else stdout_sink(keep_going=True)
     )
     writer = JsonlWriter(sink)
-    session = build_session(
-        config, backend, writer, log_prefix="sigtrace daemon", stamp={"node": node}
-    )
+    session = build_session(config, backend, writer, log=log, stamp={"node": node})
     OutputLossReport(session, sink, writer.encode)
     if output:
-        signal.signal(signal.SIGHUP, lambda *_: session.defer(lambda: _reopen(sink)))
+        signal.signal(signal.SIGHUP, lambda *_: session.defer(lambda: _reopen(log, sink)))
     metrics, m = None, None
     if metrics_listen:
         from sigtrace.metrics import Metrics, parse_listen, serve
@@ -92,32 +113,32 @@ def daemon(
         metrics = serve(
             host, port, m, healthy=lambda: session.live, degraded=lambda: _degraded(sink)
         )
-        click.echo(f"sigtrace daemon: metrics on http://{host}:{metrics.port}/metrics", err=True)
-    sink.on_change = lambda err: _output_changed(sink, err, m)
+        log.info(f"metrics on http://{host}:{metrics.port}/metrics", port=metrics.port)
+    sink.on_change = lambda err: _output_changed(log, sink, err, m)
     try:
         session.run()
     finally:
         if metrics is not None:
             metrics.close()
         sink.close()
-    click.echo(f"sigtrace daemon: stopped (pid {os.getpid()})", err=True)
+    log.info(f"stopped (pid {os.getpid()})")
 
 
-def _output_changed(sink: LineSink, err: OSError | None, m: Metrics | None) -> None:
+def _output_changed(log: Log, sink: LineSink, err: OSError | None, m: Metrics | None) -> None:
     """Logged once when writing starts to fail, once when it works again."""
     if m is not None:
         m.output_failing.set(err is not None)
     if err is not None:
-        click.echo(
-            f"sigtrace daemon: writing to {sink.name} failed: {err.strerror or err}; still "
-            "tracing, counting the records not written",
-            err=True,
+        log.error(
+            f"writing to {sink.name} failed: {err.strerror or err}; still tracing, counting "
+            "the records not written",
+            output=sink.name,
         )
     else:
-        click.echo(
-            f"sigtrace daemon: writing to {sink.name} works again; "
-            f"{sink.dropped} records not written so far",
-            err=True,
+        log.info(
+            f"writing to {sink.name} works again; {sink.dropped} records not written so far",
+            output=sink.name,
+            dropped=sink.dropped,
         )
 
 
@@ -131,8 +152,8 @@ def _degraded(sink: LineSink) -> str | None:
     )
 
 
-def _reopen(sink: LineSink) -> None:
+def _reopen(log: Log, sink: LineSink) -> None:
     try:
         sink.reopen()
     except SigtraceError as exc:  # the directory gone, say: keep the file still open
-        click.echo(f"sigtrace daemon: {exc.message}; still writing to the old file", err=True)
+        log.error(f"{exc.message}; still writing to the old file", output=sink.name)

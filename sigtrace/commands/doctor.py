@@ -5,7 +5,6 @@ the first one cannot (3 privileges, 4 a kernel feature, 5 a library), after the 
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TextIO
 
@@ -15,6 +14,8 @@ from sigtrace import SCHEMA, features
 from sigtrace.backends import registry, select
 from sigtrace.config import TraceConfig
 from sigtrace.errors import SigtraceError
+from sigtrace.output.jsonl import JsonlWriter
+from sigtrace.timefmt import Clock
 
 TRACEPOINTS = (
     ("signal", "signal_generate"),
@@ -29,6 +30,7 @@ def collect(config: TraceConfig) -> dict:
     out: dict = {
         "schema": SCHEMA,
         "type": "doctor",
+        "time": Clock().now_iso(),
         "kernel": features.kernel_release(),
         "backends": {},
     }
@@ -61,7 +63,7 @@ def _runtimes() -> list[dict]:
 
 def report(info: dict, fmt: str, stream: TextIO) -> None:
     if fmt == "jsonl":
-        stream.write(json.dumps(info) + "\n")
+        JsonlWriter(stream).write(info)
         return
     stream.write(f"kernel {info['kernel']}\n")
     for name, checks in info["backends"].items():

@@ -8,7 +8,6 @@ graceful stop is expected, 10 when not, 12 when the prediction is not sure enoug
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TextIO
@@ -195,6 +194,8 @@ def run_explain(
     if not containers and not pods:
         raise UsageError("explain needs --container or --pod")
     check_roots(proc_root)
+    from sigtrace.output.jsonl import JsonlWriter
+
     procfs = Procfs(proc_root)
     clock = Clock()
     code = 0
@@ -205,7 +206,10 @@ def run_explain(
         snap = Snapshot(signo, read_proc(procfs, rc.pid, signo))
         pred = predict(snap)
         rec = explain_record(container_object(rc), snap, pred, clock.now_iso())
-        out.write((json.dumps(rec) if fmt == "jsonl" else render_text(rec)) + "\n")
+        if fmt == "jsonl":
+            JsonlWriter(out).write(rec)
+        else:
+            out.write(render_text(rec) + "\n")
         code = _worst(code, pred.exit_code)
     out.flush()
     return code

@@ -20,7 +20,8 @@ import pytest
 from tests.images import build as images
 
 DOCKER = "docker"
-NAME_PREFIX = "st-test-"
+# A machine shared by several test runs can give each its own prefix to find its containers by.
+NAME_PREFIX = os.environ.get("SIGTRACE_TEST_CONTAINER_PREFIX", "st-test-")
 # Every test container carries it, so leftovers of a killed run can be found
 # (`docker ps -a --filter label=sigtrace.test`) without touching other users' containers.
 OWNER_LABEL = "sigtrace.test=1"
@@ -102,7 +103,8 @@ def _opts_to_flags(opts: dict[str, object]) -> list[str]:
 
 class ContainerFactory:
     """run(name, image, *args, **opts) -> Container: `docker run -d` with opts as flags
-    (cap_add="SYS_PTRACE", init=True, env=["A=1", "B=2"], ...), named st-test-<name>-<hex>.
+    (cap_add="SYS_PTRACE", init=True, env=["A=1", "B=2"], ...), named st-test-<name>-<hex>
+    (or $SIGTRACE_TEST_CONTAINER_PREFIX<name>-<hex>).
     close() removes every container it was asked for with `docker rm -f`."""
 
     def __init__(self) -> None:

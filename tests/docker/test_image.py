@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from sigtrace.backends import NO_SYSCALLS
+from tests.tracing import check_schema
 
 pytestmark = pytest.mark.docker
 
@@ -121,7 +122,9 @@ def image(docker_daemon: None) -> str:
 
 
 def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    recs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    check_schema(recs)
+    return recs
 
 
 def wait_for(
@@ -370,3 +373,26 @@ def test_docker_stop_is_graceful(
     assert int(code) == 0, logs[-3000:]
     assert elapsed < STOP_LIMIT_S, f"docker stop took {elapsed:.2f}s"
     assert records(logs)[-1]["type"] == "stop", logs[-3000:]
+
+
+def test_image_carries_the_oci_labels(image: str) -> None:
+    fmt = "{{json .Config.Labels}}"
+    r = subprocess.run(["docker", "image", "inspect", "--format", fmt, image], capture_output=True)
+    labels = json.loads(r.stdout)
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    head, origin = git("rev-parse", "HEAD"), git("remote", "get-url", "origin")
+    oci = "org.opencontainers.image."
+    assert labels[oci + "licenses"] == "Apache-2.0"
+    # the build is skipped when its inputs did not change: the label names the commit that
+    # built it, this one or one before it
+    rev = labels[oci + "revision"].removesuffix("-dirty")
+    ancestor = subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor", rev, head])
+    assert ancestor.returncode == 0, (rev, head)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", labels[oci + "created"])
+    assert labels[oci + "version"] and labels[oci + "title"] == "sigtrace"
+    # where it comes from: the checkout's origin (SOURCE_URL overrides; none without either)
+    assert labels.get(oci + "source") == (origin or None)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sigtrace_docker_helpers import NAME_PREFIX
 
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
     from conftest import ContainerFactory
@@ -85,7 +86,7 @@ def test_factory_removes_what_it_made_even_unstarted(
     container_factory: ContainerFactory,
 ) -> None:
     running = container_factory("naming", "st-busybox", "sleep", "30")
-    assert running.name.startswith("st-test-naming-")
+    assert running.name.startswith(f"{NAME_PREFIX}naming-")
     assert running.inspect()["Config"]["Labels"].get("sigtrace.test") == "1"
     # A command that cannot start leaves a "created" container behind `docker run`'s error.
     with pytest.raises(RuntimeError, match="docker run"):

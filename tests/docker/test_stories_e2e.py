@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.tracing import check_schema
+
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
     from conftest import Container, ContainerFactory
 
@@ -79,7 +81,9 @@ def sigtrace(*args: str) -> list[str]:
 
 def records(path: Path) -> list[Record]:
     text = path.read_text()
-    return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+    recs = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+    check_schema(recs)
+    return recs
 
 
 def wait_for(
@@ -113,7 +117,9 @@ def explain(name: str) -> tuple[int, Record]:
         check=False,
     )
     assert r.returncode in (0, 10, 12), r.stderr
-    return r.returncode, json.loads(r.stdout)
+    rec = json.loads(r.stdout)
+    check_schema([rec])
+    return r.returncode, rec
 
 
 def trace_stop(

@@ -385,7 +385,9 @@ def test_readme_documents_every_exit_code() -> None:
     readme = (REPO / "README.md").read_text()
     table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
     documented = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
-    used = {0, INTERNAL_ERROR, EXIT_NOT_GRACEFUL, EXIT_UNSURE} | {c.code for c in _subclasses(SigtraceError)}
+    used = {0, INTERNAL_ERROR, EXIT_NOT_GRACEFUL, EXIT_UNSURE} | {
+        c.code for c in _subclasses(SigtraceError)
+    }
     assert used <= documented, f"undocumented: {sorted(used - documented)}"
 
 

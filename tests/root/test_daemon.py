@@ -3,6 +3,7 @@ its Prometheus counters checked against the JSONL records of the same run."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -132,3 +133,23 @@ def test_metrics_agree_with_the_records_of_the_same_run(
     final = d.stop()
     assert final[: len(before)] == before
     assert final[-1]["lost"] == 0
+
+
+def test_json_log_lines_on_stderr(daemon: Callable[..., Tracer]) -> None:
+    """--log-format json: every stderr line is one JSON object (time, level, logger, msg);
+    stdout carries only records."""
+    d = daemon("--log-format", "json", "--log-level", "info", "--metrics", "127.0.0.1:0")
+    samples = scrape_metrics(d.stderr())  # the URL is found in the JSON line as in the text one
+    assert samples["sigtrace_tracing_up"] == [({}, 1.0)]
+    records = d.stop()
+    assert all(r["schema"] == "sigtrace.v1" for r in records)
+    lines = [json.loads(line) for line in d.stderr().splitlines()]
+    assert lines and all(set(line) >= {"time", "level", "logger", "msg"} for line in lines)
+    assert {line["level"] for line in lines} == {"info"}
+    msgs = [line["msg"] for line in lines]
+    assert msgs[0].startswith("backend core: ") and lines[0]["backend"] == "core"
+    assert any(m.startswith("metrics on http://127.0.0.1:") for m in msgs)
+    assert msgs[-1].startswith("stopped (pid ")
+    quiet = daemon("--log-format", "json", "--log-level", "warning")
+    quiet.stop()
+    assert quiet.stderr() == ""  # nothing went wrong: nothing at warning or above

@@ -13,6 +13,7 @@ import pytest
 from sigtrace.commands.explain import explain_record, read_proc, render_text
 from sigtrace.predict import Proc, Snapshot, predict
 from sigtrace.procfs import Procfs
+from tests.tracing import check_schema
 
 TERM = 15
 SLEEP = Proc(40, "sleep", 10, "sleep 1")
@@ -157,6 +158,7 @@ def test_explain_record_and_text_escape_untrusted_names() -> None:
     container = {"id": "ab" * 32, "name": "web\x1b]0;x", "runtime": "docker", "image": "img"}
     rec = explain_record(container, s, predict(s), "2026-01-01T00:00:00.000000000Z")
     assert rec["type"] == "explain" and rec["graceful"] is False
+    check_schema([rec])
     assert [(p["comm"], p["depth"], p["handles"]) for p in rec["processes"]] == [
         ("sh\x1b[2J", 0, "default"),
         ("server.sh", 1, "handler"),

@@ -128,7 +128,7 @@ def test_runs_everywhere_stops_quickly_and_is_scraped() -> None:
     assert pod["tolerations"] == [{"operator": "Exists"}]
     assert pod["priorityClassName"] == "system-node-critical"
     assert pod["terminationGracePeriodSeconds"] == 10
-    assert c["args"] == ["--metrics", "0.0.0.0:9090"]
+    assert c["args"] == ["--metrics", "0.0.0.0:9090", "--log-format", "json"]
     (port,) = c["ports"]
     assert (port["name"], port["containerPort"]) == ("metrics", 9090)
     probe = c["livenessProbe"]["httpGet"]

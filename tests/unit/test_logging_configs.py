@@ -66,6 +66,8 @@ FB_KEYS = {
         "path_key",
     },
     "grep": {"name", "match", "regex", "exclude"},
+    "systemd": {"name", "tag", "systemd_filter", "db", "read_from_tail", "strip_underscores"},
+    "rewrite_tag": {"name", "match", "rule", "emitter_name"},
     "parser": {"name", "match", "key_name", "parser", "reserve_data", "preserve_key"},
     "stdout": {"name", "match", "format", "json_date_key", "json_date_format"},
 }
@@ -121,18 +123,21 @@ def test_fluent_bit_pipeline() -> None:
     filters = [p for k, p in sections if k == "FILTER"]
     outputs = [p for k, p in sections if k == "OUTPUT"]
     assert inputs and outputs
-    for p in inputs:
+    # rewrite_tag re-emits matching records under a new tag: those are inputs too
+    retagged = [{"tag": f["rule"].split()[2]} for f in filters if f["name"] == "rewrite_tag"]
+    for p in inputs + retagged:
         assert any(fnmatch.fnmatchcase(p["tag"], o["match"]) for o in outputs), p
         if "parser" in p:
             assert p["parser"] in parsers, p
         if "multiline.parser" in p:
             assert p["multiline.parser"] in FB_BUILTIN_MULTILINE | set(parsers), p
     for f in filters:
-        assert any(fnmatch.fnmatchcase(p["tag"], f["match"]) for p in inputs), f
+        assert any(fnmatch.fnmatchcase(p["tag"], f["match"]) for p in inputs + retagged), f
         if f["name"] == "parser":
             assert f["parser"] in parsers, f
-    # Every input's records end up parsed by sigtrace_json (directly, or by a filter).
-    for p in inputs:
+    # Every input's records (and log lines) end up parsed by sigtrace_json (directly, or by a
+    # filter): a stream of records has no input whose lines pass unparsed.
+    for p in inputs + retagged:
         parsed_by = {p.get("parser")} | {
             f["parser"]
             for f in filters
@@ -168,6 +173,7 @@ def test_fluent_bit_paths_match_the_unit_and_the_daemonset() -> None:
 VECTOR_KEYS = {
     "file": {"type", "include", "exclude", "read_from", "max_line_bytes", "ignore_older_secs"},
     "kubernetes_logs": {"type", "extra_label_selector", "extra_field_selector", "max_line_bytes"},
+    "journald": {"type", "include_units", "current_boot_only"},
     "remap": {"type", "inputs", "source", "file", "drop_on_error", "drop_on_abort"},
     "console": {"type", "inputs", "encoding", "target"},
 }
@@ -189,8 +195,9 @@ def test_vector_graph() -> None:
 
     for name in cfg["sources"]:
         assert reaches_sink(name), name
-        # ...and through the remap that parses the records.
-        assert name in cfg["transforms"]["sigtrace_records"]["inputs"]
+        # ...and through the remap that parses the records or the one for the log lines.
+        parsed_by = [t for t in ("sigtrace_records", "sigtrace_logs") if name in nodes[t]["inputs"]]
+        assert parsed_by, name
 
 
 def test_vector_remap_lifts_time() -> None:

@@ -179,7 +179,7 @@ def test_idle_label_sets_are_evicted_before_collapsing() -> None:
     m.observe(signal_rec(proc(3, "new", "ns", "p-new")))
     now[0] = 62  # full again, nothing idle: collapses
     m.observe(signal_rec(proc(4, "newer", "ns", "p-newer")))
-    s = parse(m.exposition().decode())
+    s = parse(m.exposition()[0].decode())
     sig = {"signal": "SIGTERM", "outcome": "ignored", "reason": ""}
     assert value(s, "sigtrace_signals_total", **sig, **C("old", "ns", "p-old")) is None
     assert value(s, "sigtrace_signals_total", **sig, **C("recent", "ns", "p-recent")) == 1
@@ -187,7 +187,7 @@ def test_idle_label_sets_are_evicted_before_collapsing() -> None:
     assert value(s, "sigtrace_signals_total", **sig, **C("_other", "_other", "_other")) == 1
     verdict = {"verdict": "ignored_by_pid1", **C("recent", "ns", "p-recent")}
     assert value(s, "sigtrace_verdicts_total", **verdict) == 1
-    assert "newer" not in m.exposition().decode()
+    assert "newer" not in m.exposition()[0].decode()
 
 
 def test_healthz_follows_the_check(served) -> None:
@@ -324,13 +324,25 @@ def test_a_recorded_stop_and_its_verdict_count_under_the_container() -> None:
     m = Metrics()
     for r in records:
         m.observe(r)
-    s = parse(m.exposition().decode())
+    s = parse(m.exposition()[0].decode())
     (v,) = [r for r in records if r["type"] == "verdict"]
     name = v["container"]["name"]
     assert name and name.startswith("st-rec-shellform")
     assert value(s, "sigtrace_verdicts_total", verdict="ignored_by_pid1", **C(name)) == 1
     term = {"signal": "SIGTERM", "outcome": "ignored", "reason": "pid1_no_handler"}
     assert value(s, "sigtrace_signals_total", **term, **C(name)) == 1
+
+    assert value(s, "sigtrace_build_info", version="0.1.0", backend="core") == 1
+    wasted = v["wasted_s"]
+    assert wasted and wasted > 1.5  # docker stop -t 2 on a PID 1 that drops SIGTERM
+    assert value(s, "sigtrace_verdict_wasted_seconds_sum", verdict="ignored_by_pid1") == wasted
+    assert value(s, "sigtrace_verdict_wasted_seconds_count", verdict="ignored_by_pid1") == 1
+    assert (
+        value(s, "sigtrace_verdict_wasted_seconds_bucket", verdict="ignored_by_pid1", le="1.0") == 0
+    )
+    assert (
+        value(s, "sigtrace_verdict_wasted_seconds_bucket", verdict="ignored_by_pid1", le="5.0") == 1
+    )
 
 
 def test_every_metrics_example_parses() -> None:
@@ -345,3 +357,46 @@ def test_every_metrics_example_parses() -> None:
     assert ":9090" in shown and len(shown) >= 3, shown
     for text in shown:
         parse_listen(text)
+
+
+def test_wasted_seconds_are_labelled_by_verdict_only() -> None:
+    m = Metrics()
+    m.observe(rec("start", backend="tracefs", version="9.9"))
+    for i in range(50):  # fifty containers: still one series set per verdict
+        m.observe({**verdict_rec(proc(i, f"c{i}", "ns", f"p{i}"), "graceful"), "wasted_s": 0.0})
+    m.observe({**verdict_rec(proc(99, "k"), "killed_without_stop_signal"), "wasted_s": None})
+    s = parse(m.exposition()[0].decode())
+    keys = [dict(k[1]) for k in s if k[0] == "sigtrace_verdict_wasted_seconds_count"]
+    assert keys == [{"verdict": "graceful"}]  # no stop signal: nothing wasted to observe
+    assert value(s, "sigtrace_verdict_wasted_seconds_count", verdict="graceful") == 50
+    assert value(s, "sigtrace_build_info", version="9.9", backend="tracefs") == 1
+
+
+def _request(srv: MetricsServer, method: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request(method, "/metrics", headers=headers)
+    return conn.getresponse()
+
+
+def test_openmetrics_gzip_and_head(served) -> None:
+    import gzip
+
+    m, srv, _ = served
+    m.observe(rec("start", backend="core", version="0.1.0"))
+    plain = _request(srv, "GET", {})
+    assert plain.getheader("Content-Type").startswith("text/plain; version=0.0.4")
+    body = plain.read()
+    assert b"sigtrace_build_info" in body and plain.getheader("Content-Encoding") is None
+
+    om = _request(srv, "GET", {"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert om.getheader("Content-Type").startswith("application/openmetrics-text; version=1.0.0")
+    assert om.read().endswith(b"# EOF\n")
+
+    gz = _request(srv, "GET", {"Accept-Encoding": "gzip, deflate"})
+    assert gz.getheader("Content-Encoding") == "gzip"
+    assert b"sigtrace_build_info" in gzip.decompress(gz.read())
+
+    head = _request(srv, "HEAD", {})
+    assert head.status == 200 and head.read() == b""
+    assert int(head.getheader("Content-Length")) > 0
+    assert _request(srv, "HEAD", {}).getheader("Content-Type").startswith("text/plain")
