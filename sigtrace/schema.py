@@ -22,7 +22,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from sigtrace import SCHEMA, wire
+from sigtrace import SCHEMA, verdicts, wire
 
 Schema = dict[str, Any]
 ID = "urn:sigtrace:schema:sigtrace.v1"
@@ -73,15 +73,7 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/$defs/{name}"}
 
 
-VERDICTS = enum(
-    "graceful",
-    "ignored_by_pid1",
-    "ignored_sig_ign",
-    "not_forwarded",
-    "slow_shutdown",
-    "killed_without_stop_signal",
-    "oom_killed",
-)
+VERDICTS = enum(*verdicts.VERDICTS)  # the one table: sigtrace/verdicts.py
 BACKENDS = enum("core", "bcc", "tracefs", "ptrace")
 # failed: the errno name (EPERM, ESRCH, EAGAIN, ...), open-ended, so matched by pattern
 REASONS = (
@@ -97,7 +89,10 @@ ERRNO = {"type": "string", "pattern": r"^E[A-Z0-9]+$"}
 
 DEFS: dict[str, Any] = {
     "pod": obj(name=STR, namespace=STR, uid=null(STR), container=null(STR)),
-    "container": obj(id=STR, name=null(STR), runtime=STR, image=null(STR), pod=opt(ref("pod"))),
+    # replay: `id` is `pidns:<inode>` and `runtime` null (a raw recording names no runtime)
+    "container": obj(
+        id=STR, name=null(STR), runtime=null(STR), image=null(STR), pod=opt(ref("pod"))
+    ),
     # pid..uid are null only where a backend cannot know them (README, "Backends")
     "process": obj(
         pid=null(INT),
@@ -141,6 +136,7 @@ RECORDS: dict[str, dict[str, Any]] = {
                 unkillable=null(BOOL),
                 ptraced=null(BOOL),
                 waiting=opt(null(BOOL)),  # added in v1: older records lack it
+                caught=opt(null(array(SIGNAL_NAME))),  # SIGKILL only; added in v1
             )
         ),
         "si_pid": null(INT),
@@ -168,10 +164,15 @@ RECORDS: dict[str, dict[str, Any]] = {
         "exit_code": null(INT),
         "signal": null(SIGNAL_NAME),
         "core_dumped": BOOL,
-        "oom": BOOL,
+        "oom": null(BOOL),  # null: ptrace could not read the cgroup's OOM counter
+        "caught": opt(null(array(SIGNAL_NAME))),  # added in v1
+        "derived": opt(array(STR)),
     },
     "oom": {"victim": ref("process"), "trigger": ref("process")},
-    "lost": {"count": {"type": "integer", "minimum": 1}},
+    "lost": {
+        "count": {"type": "integer", "minimum": 1},
+        "reason": opt(enum("buffer", "output")),  # added in v1: older records lack it
+    },
     "start": {
         "version": STR,
         "backend": BACKENDS,
@@ -202,6 +203,43 @@ RECORDS: dict[str, dict[str, Any]] = {
         "grace_s": null(NUM),
         "wasted_s": null(NUM),
         "exit_code": null(INT),
+        # the hop-by-hop story (added in v1: older records lack them)
+        "culprit": opt(
+            null(obj(pid=null(INT), ns_pid=null(INT), comm=null(STR), cmdline=null(STR), pid1=BOOL))
+        ),
+        "killed_by": opt(null(enum("runtime", "teardown"))),
+        "hops": opt(
+            array(
+                obj(
+                    time=TIME,
+                    signal=SIGNAL_NAME,
+                    sender=ref("short_process"),
+                    target=ref("short_process"),
+                    outcome=STR,
+                    reason=null(STR),
+                    scope=STR,
+                    action=null(STR),
+                    result=enum("handled", "ignored", "blocked", "default_killed", "failed"),
+                )
+            )
+        ),
+        "processes": opt(
+            array(
+                obj(
+                    pid=null(INT),
+                    ns_pid=null(INT),
+                    comm=null(STR),
+                    cmdline=null(STR),
+                    state=enum("handled", "ignored", "blocked", "default_killed", "never_reached"),
+                    ending=enum(
+                        "exited", "signal", "runtime_kill", "teardown", "oom", "sigkill", "running"
+                    ),
+                    stop_handler=null(BOOL),
+                    signal=null(SIGNAL_NAME),
+                    **{"from": null(ref("short_process"))},
+                )
+            )
+        ),
         "killed_by_teardown": array(obj(pid=INT, comm=null(STR))),
         "forwarded": array(
             obj(
@@ -253,7 +291,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         },
         "tracepoints": {"type": "object", "additionalProperties": BOOL},
         "runtimes": array(obj(runtime=STR, state=enum("answered", "failed", "absent"), detail=STR)),
-        "auto": obj(backend=null(BACKENDS), why=STR),
+        "auto": obj(backend=null(BACKENDS), why=STR, exit_code=opt(INT)),
     },
 }
 

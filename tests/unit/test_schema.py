@@ -61,7 +61,7 @@ def test_strict_refuses_an_unknown_field_or_value_the_published_form_accepts() -
     strict = jsonschema.Draft202012Validator(schema.build(strict=True))
     good = _a_verdict()
     assert not list(strict.iter_errors(good))
-    for bad in ({**good, "culprit": None}, {**good, "verdict": "teleported"}):
+    for bad in ({**good, "blame": None}, {**good, "verdict": "teleported"}):
         assert list(strict.iter_errors(bad)), bad
         assert not list(published.iter_errors(bad)), bad
     # wrong types and missing fields fail both forms
@@ -208,7 +208,15 @@ def test_readme_and_schema_name_the_same_record_types_and_fields() -> None:
 def test_the_readme_parser_sees_what_it_should() -> None:
     """The comparison above is only as good as this parser: pin what it reads."""
     recs = readme_records()
-    assert [n for n, _ in recs["exit"]] == ["process", "exit_code", "signal", "core_dumped", "oom"]
+    assert [n for n, _ in recs["exit"]] == [
+        "process",
+        "exit_code",
+        "signal",
+        "core_dumped",
+        "oom",
+        "caught",
+        "derived",
+    ]
     verdict = dict(recs["verdict"])
     assert _subfields(verdict["exits"]) == {"pid", "comm", "exit_code", "signal", "ended_by"}
     assert _subfields(verdict["pid1"]) == {"pid", "comm", "cmdline"}
@@ -250,7 +258,7 @@ def test_every_enumerated_value_is_documented() -> None:
 
 def test_verdicts_are_the_readme_table_exactly() -> None:
     table = _section("Termination stories")
-    at = table.index("| verdict | meaning |")
+    at = table.index("| verdict | wastes the grace period | meaning |")
     documented = {name for name, _ in _table_fields(table[at : table.find("\n\n", at)])}
     assert documented == set(schema.VERDICTS[1])
 
