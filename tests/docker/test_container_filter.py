@@ -5,6 +5,7 @@ restarted while traced is followed."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -168,10 +169,16 @@ def test_runtime_down_names_fail_clearly_but_ids_still_trace(
     container_factory: ContainerFactory, tmp_path: Path
 ) -> None:
     app = container_factory("nodocker", "st-execform")
+    # Docker installed but down: its socket is there (stale, nothing listens), its state is not
+    # readable. (Neither there at all is Docker absent, which is no failure: exit 7.)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
     env_down = {
-        "SIGTRACE_DOCKER_SOCKET": str(tmp_path / "absent.sock"),
+        "SIGTRACE_DOCKER_SOCKET": str(tmp_path / "stale.sock"),
         "SIGTRACE_DOCKER_ROOT": str(tmp_path / "absent-root"),
         "SIGTRACE_CONTAINERD_STATE": str(tmp_path / "absent-state"),
+        "SIGTRACE_CRIO_ROOT": str(tmp_path / "absent-crio"),
     }
     r = subprocess.run(
         [sys.executable, "-m", "sigtrace", "--container", app.name],

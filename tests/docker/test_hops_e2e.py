@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from test_stories_e2e import ready, the_verdict, trace_stop
+from test_stories_e2e import explain, ready, the_verdict, trace_stop
+
+from sigtrace.commands.explain import EXIT_NOT_GRACEFUL
+from sigtrace.predict import EXIT_UNSURE
 
 if TYPE_CHECKING:
     from conftest import ContainerFactory
@@ -161,3 +164,43 @@ def test_sig_ign_of_a_stop_signal_other_than_term_names_it_in_the_fix(
     if not judged_or_said_why(v, "ignored_sig_ign", backend):
         return
     assert "trap '' QUIT" in v["hint"] and "trap '' TERM" not in v["hint"]
+
+
+# --- sigtrace explain before the stop, against what the stop then showed (CO-RE) --------------
+
+EXPLAINED = [
+    # PID 1, docker run options, the verdict the stop gets
+    ("/bin/wrapexit.sh", {}, "not_forwarded"),
+    ("/bin/outer.sh", {}, "not_forwarded"),
+    ("/bin/blockterm", {}, "blocked"),
+    ("/bin/sigign.sh", {"init": True}, "ignored_sig_ign"),
+    ("/bin/forwardwait.sh", {}, "graceful"),
+]
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "opts", "verdict"), EXPLAINED, ids=[Path(e[0]).name for e in EXPLAINED]
+)
+def test_explain_never_passes_a_stop_that_loses_work(
+    container_factory: ContainerFactory,
+    tmp_path: Path,
+    entrypoint: str,
+    opts: dict,
+    verdict: str,
+) -> None:
+    c = ready(
+        container_factory, f"hops-explain-{Path(entrypoint).stem}", "st-hops", **opts,
+        entrypoint=entrypoint,
+    )  # fmt: skip
+    code, pred = explain(c.name)
+    recs = trace_stop(c, tmp_path, "core")
+    v = the_verdict(recs, c)
+    assert v["verdict"] == verdict
+    # What explain cannot see (whether a trap forwards) makes it unsure (12), never a pass (0);
+    # a confident "not graceful" (10) names the verdict the stop then gets.
+    if verdict != "graceful":
+        assert code in (EXIT_NOT_GRACEFUL, EXIT_UNSURE), pred
+    if code == EXIT_NOT_GRACEFUL:
+        assert pred["expect"] == verdict and pred["graceful"] is False
+    if code == 0:
+        assert pred["expect"] == "graceful" == verdict

@@ -105,13 +105,14 @@ def kill(scenario: str = "kill", **trace_opts: Any) -> None:
     trace([name], HERE / f"{scenario}.jsonl", lambda: docker("kill", name), **trace_opts)
 
 
-def oom() -> None:
+def oom(scenario: str = "oom", **trace_opts: Any) -> None:
     # A busybox memory hog: `tail` keeps the last 10 lines of /dev/zero, one endless line.
     script = "echo ready; while [ ! -e /go ]; do sleep 0.1; done; head -c 64m /dev/zero | tail"
     flags = ("--memory", "8m", "--memory-swap", "8m")
-    name = run("oom", "st-busybox", "sh", "-c", script, flags=flags)
+    name = run(scenario, "st-busybox", "sh", "-c", script, flags=flags)
     wait_log(name, "ready")
-    trace([name], HERE / "oom.jsonl", lambda: docker("exec", name, "touch", "/go"))
+    go = lambda: docker("exec", name, "touch", "/go")  # noqa: E731
+    trace([name], HERE / f"{scenario}.jsonl", go, **trace_opts)
 
 
 def two() -> None:
@@ -157,6 +158,8 @@ SCENARIOS: dict[str, Callable[[], None]] = {
     "slowstop": lambda: stop_scenario("slowstop", "st-slowstop"),
     "kill": kill,
     "oom": oom,
+    # ptrace never sees the OOM killer's SIGKILL: the memory cgroup's oom_kill counter tells it
+    "ptrace-oom": lambda: oom("ptrace-oom", backend="ptrace"),
     "two": two,
     "ptrace-slowstop": lambda: stop_scenario("ptrace-slowstop", "st-slowstop", backend="ptrace"),
     "ptrace-kill": lambda: kill("ptrace-kill", backend="ptrace"),
