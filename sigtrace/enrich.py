@@ -14,7 +14,7 @@ from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
 from sigtrace.containers.containerd import ContainerdBundles
-from sigtrace.containers.crio import CrioStorage
+from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.docker import DockerClient
 from sigtrace.containers.records import RuntimeContainer
 from sigtrace.procfs import ProcessDescriber, Procfs
@@ -31,6 +31,10 @@ def default_cache() -> ContainerCache:
             ),
             ContainerdBundles(env("SIGTRACE_CONTAINERD_STATE", containerd.DEFAULT_STATE_ROOT)),
             CrioStorage(env("SIGTRACE_CRIO_ROOT", crio.DEFAULT_ROOT)),
+            PodmanStorage(
+                env("SIGTRACE_PODMAN_ROOT", crio.DEFAULT_PODMAN_ROOT),
+                env("SIGTRACE_PODMAN_RUNROOT", crio.DEFAULT_ROOT),
+            ),
         ]
     )
 

@@ -101,6 +101,7 @@ def test_by_id_prefix_and_two_containers_at_once(
 ABSENT_RUNTIMES = {
     "SIGTRACE_CONTAINERD_STATE": "/nonexistent/containerd",
     "SIGTRACE_CRIO_ROOT": "/nonexistent/crio",
+    "SIGTRACE_PODMAN_ROOT": "/nonexistent/podman",
 }
 
 
@@ -168,10 +169,15 @@ def test_runtime_down_names_fail_clearly_but_ids_still_trace(
     container_factory: ContainerFactory, tmp_path: Path
 ) -> None:
     app = container_factory("nodocker", "st-execform")
+    # Docker installed but down: its socket is there and does not answer, its state unreadable.
+    # Every other runtime is absent (not installed), so there is nobody else to ask.
+    (tmp_path / "dead.sock").write_text("")
     env_down = {
-        "SIGTRACE_DOCKER_SOCKET": str(tmp_path / "absent.sock"),
+        "SIGTRACE_DOCKER_SOCKET": str(tmp_path / "dead.sock"),
         "SIGTRACE_DOCKER_ROOT": str(tmp_path / "absent-root"),
         "SIGTRACE_CONTAINERD_STATE": str(tmp_path / "absent-state"),
+        "SIGTRACE_CRIO_ROOT": str(tmp_path / "absent-crio"),
+        "SIGTRACE_PODMAN_ROOT": str(tmp_path / "absent-podman"),
     }
     r = subprocess.run(
         [sys.executable, "-m", "sigtrace", "--container", app.name],
