@@ -424,7 +424,8 @@ class BccBackend(Backend):
                 text = f.read()
         except OSError as exc:
             raise BackendError(f"{path}: {exc.strerror}: reinstall sigtrace") from exc
-        cflags = headers.cflags() + [f"-D{k}={v}" for k, v in defines.items()]
+        here = f"-I{os.path.dirname(path)}"  # sigtrace.h, the record kinds and shared flags
+        cflags = [*headers.cflags(), here] + [f"-D{k}={v}" for k, v in defines.items()]
         failure: Exception | None = None
         with _environ(headers.env()), _captured_output() as log:
             try:
