@@ -11,7 +11,7 @@ from collections import OrderedDict
 from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
 from sigtrace.containers.cache import ContainerCache
-from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
 from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
 from sigtrace.containers.containerd import ContainerdBundles
 from sigtrace.containers.crio import CrioStorage, PodmanStorage
@@ -73,10 +73,14 @@ class ContainerResolver:
         return ref
 
     def _resolve(self, task: wire.Task) -> ContainerRef | None:
-        for cg_id, hierarchy in ((task.cgroup_id, "v2"), (task.cgroup_v1_id, "v1pids")):
+        ids: tuple[tuple[int, Hierarchy], ...] = (
+            (task.cgroup_id, "v2"),
+            (task.cgroup_v1_id, "v1pids"),
+        )
+        for cg_id, hierarchy in ids:
             if cg_id <= 1:  # 0: not recorded; 1: a hierarchy's root, the host
                 continue
-            path = self.cgroups.path_of(cg_id, hierarchy)  # type: ignore[arg-type]
+            path = self.cgroups.path_of(cg_id, hierarchy)
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.

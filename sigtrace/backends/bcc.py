@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -467,7 +467,7 @@ class BccBackend(Backend):
             for cg in self.filters.cgroup_ids:
                 self._map_set("cgroup_filter", cg, 1)
 
-    def _add_tids(self, tids: set[int]) -> None:
+    def _add_tids(self, tids: Iterable[int]) -> None:
         try:
             for tid in tids:
                 self._map_set("pid_filter", tid, 1)

@@ -109,7 +109,9 @@ def _field_names(layout: tuple) -> list[str]:
     return [n for name, f in layout for n in (_field_names(f) if name == "hdr" else [name])]
 
 
-BtTask = namedtuple("BtTask", _field_names(BT_TASK), rename=True)  # type: ignore[misc]
+# Field names computed from the layouts: a namedtuple type only at run time (typed Any).
+_record_type: Callable[..., Any] = namedtuple
+BtTask = _record_type("BtTask", _field_names(BT_TASK), rename=True)
 _TASK_FIELDS = len(BT_TASK)
 
 
@@ -121,7 +123,7 @@ class _Kind(NamedTuple):
 _KINDS = {
     kind: _Kind(
         _struct(BT_LAYOUTS[name]),
-        namedtuple(name, _field_names(BT_LAYOUTS[name][:-1]), rename=True),  # type: ignore[misc]
+        _record_type(name, _field_names(BT_LAYOUTS[name][:-1]), rename=True),
     )
     for kind, name in _BY_KIND.items()
 }
@@ -311,7 +313,7 @@ class RecordBuilder:
     def _merge(self, k: Any) -> tuple[wire.Task, Identity | None]:
         ident = self._identity(k.tid, k.pid)
         comm = wire.comm_text(k.comm)
-        unknown: Any = None
+        unknown: Any = None  # wire.Task's ints: None where /proc had no answer
         if ident is None:
             return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, comm), None
         t = ident.task
@@ -378,7 +380,7 @@ class RecordBuilder:
                 info_kind,
                 group,
                 result,
-                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                handler,
                 flags,
                 sender,
                 target,

@@ -56,7 +56,7 @@ class Call:
 
 
 # A record's current task: the one whose context its line was traced in.
-_CURRENT = {
+_CURRENT: dict[type, str] = {
     wire.Generate: "sender",
     wire.Syscall: "sender",
     wire.Deliver: "task",
@@ -205,7 +205,7 @@ class RecordBuilder:
                 info_kind,
                 p["group"],
                 result,
-                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                handler,
                 flags,
                 sender,
                 target,
@@ -364,7 +364,7 @@ class RecordBuilder:
         for rec in records:
             role = _CURRENT.get(type(rec))
             task = getattr(rec, role) if role else None
-            if task is None or task.tid not in unsure or task.ns_pid is not None:
+            if role is None or task is None or task.tid not in unsure or task.ns_pid is not None:
                 out.append(rec)
                 continue
             exit_comm = self.exit_comm.get(task.tid)
