@@ -36,7 +36,7 @@ class Outcome(NamedTuple):
     reason: str | None
 
 
-def outcome_of(sig: int, result: int, handler: int, flags: int) -> Outcome:
+def outcome_of(sig: int, result: int, handler: int | None, flags: int) -> Outcome:
     """The kernel's verdict at generation, and why."""
     if result == RESULT_DELIVERED:
         if flags & wire.F_BLOCKED:
@@ -101,7 +101,7 @@ class Action(NamedTuple):
     reported_as: int | None  # the tracepoint's sig, when it differs
 
 
-def action_of(sig: int, handler: int, flags: int, group_exit_code: int) -> Action:
+def action_of(sig: int, handler: int | None, flags: int, group_exit_code: int) -> Action:
     """What get_signal() does with a signal it dequeued."""
     if sig == signals.SIGKILL and flags & wire.F_GROUP_EXIT:
         real = group_exit_code & 0x7F

@@ -144,7 +144,7 @@ class Correlator:
         gens = self._waiting.pop(sc.seq, [])
         if not gens:
             return [(sc.ts_ns, self._failed(sc))] if sc.ret < 0 else []
-        fanout = {"id": sc.seq, "count": sc.count, "requested": sc.req_pid}
+        fanout = {"id": sc.seq, "count": sc.generated, "requested": sc.req_pid}
         return [(g.ts_ns, self._signal(g, fanout)) for g in gens]
 
     def _signal(self, g: wire.Generate, fanout: dict | None) -> Out:

@@ -11,10 +11,10 @@ from collections import OrderedDict
 from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
 from sigtrace.containers.cache import ContainerCache
-from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
 from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
 from sigtrace.containers.containerd import ContainerdBundles
-from sigtrace.containers.crio import CrioStorage
+from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.docker import DockerClient
 from sigtrace.containers.records import RuntimeContainer
 from sigtrace.procfs import ProcessDescriber, Procfs
@@ -31,6 +31,10 @@ def default_cache() -> ContainerCache:
             ),
             ContainerdBundles(env("SIGTRACE_CONTAINERD_STATE", containerd.DEFAULT_STATE_ROOT)),
             CrioStorage(env("SIGTRACE_CRIO_ROOT", crio.DEFAULT_ROOT)),
+            PodmanStorage(
+                env("SIGTRACE_PODMAN_ROOT", crio.DEFAULT_PODMAN_ROOT),
+                env("SIGTRACE_PODMAN_RUNROOT", crio.DEFAULT_ROOT),
+            ),
         ]
     )
 
@@ -69,10 +73,14 @@ class ContainerResolver:
         return ref
 
     def _resolve(self, task: wire.Task) -> ContainerRef | None:
-        for cg_id, hierarchy in ((task.cgroup_id, "v2"), (task.cgroup_v1_id, "v1pids")):
+        ids: tuple[tuple[int, Hierarchy], ...] = (
+            (task.cgroup_id, "v2"),
+            (task.cgroup_v1_id, "v1pids"),
+        )
+        for cg_id, hierarchy in ids:
             if cg_id <= 1:  # 0: not recorded; 1: a hierarchy's root, the host
                 continue
-            path = self.cgroups.path_of(cg_id, hierarchy)  # type: ignore[arg-type]
+            path = self.cgroups.path_of(cg_id, hierarchy)
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.

@@ -79,7 +79,7 @@ def _container_key(proc: object) -> ContainerKey:
     if not isinstance(c, dict):
         return HOST_KEY
     name = c.get("name") or (str(c.get("id") or "")[:12])
-    pod = c.get("pod") if isinstance(c.get("pod"), dict) else {}
+    pod = c["pod"] if isinstance(c.get("pod"), dict) else {}
     return (str(name), str(pod.get("namespace") or ""), str(pod.get("name") or ""))
 
 

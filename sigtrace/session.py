@@ -53,7 +53,7 @@ class Session:
         self.on_ready = on_ready
         self._deferred: list[Callable[[], None]] = []
         # (interval s, fn): housekeeping run from the loop, e.g. following containers
-        self.tickers: list[tuple[float, Callable[[], None]]] = []
+        self.tickers: list[tuple[float, Callable[[], object]]] = []
         self._next_tick: dict[int, float] = {}
         self.raw = RawWriter(raw, self.clock.offset_ns) if raw is not None else None
         if self.raw is not None:

@@ -100,7 +100,7 @@ def _slow(f: Facts) -> Judgement | None:
     kill_t = f.kill.t if f.kill else None
     running = [n for n in f.nodes.values() if n.state == "handled" and _ran_until(n, kill_t)]
     quiet = [n for n in running if not n.sent]
-    culprit = (quiet or running or [f.pid1_node])[0]
+    culprit = quiet[0] if quiet else running[0] if running else f.pid1_node
     return Judgement("slow_shutdown", culprit)
 
 

@@ -97,8 +97,8 @@ def hint(f: Facts, j: Judgement, teardown_victims: list[dict]) -> str:
     elif j.verdict == "slow_shutdown" and f.kill and f.stop:
         fields["grace_text"] = f" after {round((f.kill.t - f.stop.t) / _NS, 3)} s"
     elif j.verdict == "oom_killed":
-        victims = [it.rec.get("victim") or it.rec.get("process") for it in f.oom_victims.values()]
-        fields["victims"] = named([v for v in victims if v])
+        procs = [it.rec.get("victim") or it.rec.get("process") for it in f.oom_victims.values()]
+        fields["victims"] = named([p for p in procs if p])
     elif j.verdict == "graceful" and teardown_victims:
         names = ", ".join(f"{v['comm']}({v['pid']})" for v in teardown_victims[:MAX_NAMED])
         fields["left"] = (

@@ -177,7 +177,7 @@ class Facts:
     kill: Item | None = None
     unseen_kill: bool = False  # PID 1's exit says SIGKILL, but no SIGKILL to it was seen
     teardown: list[Item] = field(default_factory=list)
-    exits: dict[int, Item] = field(default_factory=dict)
+    exits: dict[int | None, Item] = field(default_factory=dict)  # by pid (None: unknown)
     oom_victims: dict[int | None, Item] = field(default_factory=dict)
     runtime_killed: set[int] = field(default_factory=set)
     hops: list[Hop] = field(default_factory=list)

@@ -162,7 +162,7 @@ class Generate(NamedTuple):
     info_kind: int
     group: int
     result: int
-    handler: int
+    handler: int | None  # None: unknown (a /proc-reading backend found the target gone)
     flags: int
     sender: Task
     target: Task
@@ -184,7 +184,7 @@ class Deliver(NamedTuple):
     code: int
     si_pid: int
     info_kind: int
-    handler: int
+    handler: int | None  # None: unknown (ptrace cannot see the disposition in time)
     group_exit_code: int
     flags: int
     task: Task
@@ -200,7 +200,7 @@ class Syscall(NamedTuple):
     sig: int
     req_pid: int
     req_tid: int
-    count: int
+    generated: int  # st_syscall.count: the signals this call generated
     sys_flags: int
     sender: Task
     # As Generate's: the sender's fields a backend took from /proc (a failed call's record).
@@ -274,7 +274,8 @@ def _task_at(data: bytes, off: int) -> Task:
     task = _tasks.get(raw)
     if task is None:
         v = _TASK.unpack(raw)
-        task = Task(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], comm_text(v[8]))
+        cg, cg1, pid, tid, ns_pid, ns_tid, inum, uid, comm = v
+        task = Task(cg, cg1, pid, tid, ns_pid, ns_tid, inum, uid, comm_text(comm))
         if len(_tasks) >= _TASKS_MAX:
             _tasks.clear()
         _tasks[raw] = task
@@ -296,28 +297,79 @@ def decode(data: bytes) -> Record:
     if len(data) < size:
         raise DecodeError(f"record kind {kind}: {len(data)} bytes, expected {size}")
     data = bytes(data)
+    # By keyword: each name is its LAYOUTS field's (hdr: ts_ns, kind, cpu).
     if kind == KIND_GENERATE:
-        v = _GEN_HEAD.unpack_from(data)
+        ts, _, cpu, seq, sys_nr, req_pid, sys_flags, _pad, sig, code, *rest = _GEN_HEAD.unpack_from(
+            data
+        )
+        si_errno, si_pid, si_uid, info_kind, group, result, handler, flags, caught = rest
         off = _GEN_HEAD.size
         return Generate(
-            v[0],
-            v[2],
-            *v[3:7],  # v[7]: _pad
-            *v[8:18],
-            _task_at(data, off),
-            _task_at(data, off + _TASK_SIZE),
-            caught=v[18] if v[17] & F_CAUGHT else None,
+            ts_ns=ts,
+            cpu=cpu,
+            syscall_seq=seq,
+            sys_nr=sys_nr,
+            req_pid=req_pid,
+            sys_flags=sys_flags,
+            sig=sig,
+            code=code,
+            si_errno=si_errno,
+            si_pid=si_pid,
+            si_uid=si_uid,
+            info_kind=info_kind,
+            group=group,
+            result=result,
+            handler=handler,
+            flags=flags,
+            sender=_task_at(data, off),
+            target=_task_at(data, off + _TASK_SIZE),
+            caught=caught if flags & F_CAUGHT else None,
         )
     if kind == KIND_DELIVER:
-        v = _DEL_HEAD.unpack_from(data)
-        return Deliver(v[0], v[2], *v[3:10], _task_at(data, _DEL_HEAD.size))
+        ts, _, cpu, sig, code, si_pid, info_kind, handler, gcode, flags, _pad = (
+            _DEL_HEAD.unpack_from(data)
+        )
+        return Deliver(
+            ts_ns=ts,
+            cpu=cpu,
+            sig=sig,
+            code=code,
+            si_pid=si_pid,
+            info_kind=info_kind,
+            handler=handler,
+            group_exit_code=gcode,
+            flags=flags,
+            task=_task_at(data, _DEL_HEAD.size),
+        )
     if kind == KIND_SYSCALL:
-        v = _SYS_HEAD.unpack_from(data)
-        return Syscall(v[0], v[2], *v[3:], _task_at(data, _SYS_HEAD.size))
+        ts, _, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags = _SYS_HEAD.unpack_from(
+            data
+        )
+        return Syscall(
+            ts_ns=ts,
+            cpu=cpu,
+            seq=seq,
+            ret=ret,
+            nr=nr,
+            sig=sig,
+            req_pid=req_pid,
+            req_tid=req_tid,
+            generated=count,
+            sys_flags=sys_flags,
+            sender=_task_at(data, _SYS_HEAD.size),
+        )
     if kind == KIND_EXIT:
-        v = _EXIT_HEAD.unpack_from(data)
-        caught = v[5] if v[4] & F_CAUGHT else None
-        return Exit(v[0], v[2], v[3], v[4], _task_at(data, _EXIT_HEAD.size), caught)
-    v = _OOM_HEAD.unpack_from(data)
+        ts, _, cpu, exit_code, flags, caught = _EXIT_HEAD.unpack_from(data)
+        return Exit(
+            ts_ns=ts,
+            cpu=cpu,
+            exit_code=exit_code,
+            flags=flags,
+            task=_task_at(data, _EXIT_HEAD.size),
+            caught=caught if flags & F_CAUGHT else None,
+        )
+    ts, _, cpu = _OOM_HEAD.unpack_from(data)
     off = _OOM_HEAD.size
-    return Oom(v[0], v[2], _task_at(data, off), _task_at(data, off + _TASK_SIZE))
+    return Oom(
+        ts_ns=ts, cpu=cpu, victim=_task_at(data, off), trigger=_task_at(data, off + _TASK_SIZE)
+    )

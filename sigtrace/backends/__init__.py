@@ -89,7 +89,7 @@ def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
         if name not in _CLASSES:
             raise UsageError(f"unknown backend {name!r} (have: {', '.join(_CLASSES)})")
         return backend_class(name), f"backend {name}: chosen with --backend"
-    skipped = []
+    skipped: list[str] = []
     first_error: SigtraceError | None = None
     for cand in AUTO_ORDER:
         cls = backend_class(cand)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -424,7 +424,8 @@ class BccBackend(Backend):
                 text = f.read()
         except OSError as exc:
             raise BackendError(f"{path}: {exc.strerror}: reinstall sigtrace") from exc
-        cflags = headers.cflags() + [f"-D{k}={v}" for k, v in defines.items()]
+        here = f"-I{os.path.dirname(path)}"  # sigtrace.h, the record kinds and shared flags
+        cflags = [*headers.cflags(), here] + [f"-D{k}={v}" for k, v in defines.items()]
         failure: Exception | None = None
         with _environ(headers.env()), _captured_output() as log:
             try:
@@ -466,7 +467,7 @@ class BccBackend(Backend):
             for cg in self.filters.cgroup_ids:
                 self._map_set("cgroup_filter", cg, 1)
 
-    def _add_tids(self, tids: set[int]) -> None:
+    def _add_tids(self, tids: Iterable[int]) -> None:
         try:
             for tid in tids:
                 self._map_set("pid_filter", tid, 1)

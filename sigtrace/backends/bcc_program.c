@@ -11,39 +11,31 @@
  * FILTER_CGROUPS (in-kernel cgroup filter for events whose subject is current),
  * RINGBUF_PAGES, HAVE_SYS_<call>, EXIT_HAS_GROUP_DEAD, HAVE_OOM, OOM_HAS_COMM, OOM_HAS_UID,
  * and the record sizes user space decodes (BT_*_SIZE), checked below at compile time.
+ * Record kinds, syscall numbers and the flags both kernel sides share are sigtrace.h's (the
+ * CO-RE program's header, shipped beside this file): one definition for C and for wire.py.
  */
 
 /* Named by the syscall tracepoints' formats; only ever compared with NULL here. */
 struct siginfo;
 typedef struct siginfo siginfo_t;
 
+#include "sigtrace.h"
+
 #define SIGKILL 9
 #define SI_KERNEL 0x80
-#define COMM_LEN 16
 #define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
 /* An exiting task's SI_KERNEL SIGKILL within this long is its namespace teardown. */
 #define TEARDOWN_WINDOW_NS 1000000000ULL
 
-/* Record kinds and syscall numbers: sigtrace/wire.py's. */
-#define KIND_GENERATE 1
-#define KIND_DELIVER 2
-#define KIND_SYSCALL 3
-#define KIND_EXIT 4
-#define KIND_OOM 5
-#define SYS_KILL 1
-#define SYS_TKILL 2
-#define SYS_TGKILL 3
-#define SYS_PIDFD_SEND_SIGNAL 4
-#define SYS_RT_SIGQUEUEINFO 5
-#define SYS_RT_TGSIGQUEUEINFO 6
-
-/* Flags: bits 2, 3, 6 and 9 mean what wire.F_* do; the rest are this program's own. */
-#define BT_F_SYSCALL (1u << 2)
-#define BT_F_SENDER_EXITING (1u << 3) /* user space confirms a teardown (sender ns pid 1) */
-#define BT_F_OOM_VICTIM (1u << 6)
-#define BT_F_FANOUT (1u << 9)
+/* Flags: ST_F_SYSCALL, ST_F_OOM_VICTIM and ST_F_FANOUT mean what they do in sigtrace.h;
+ * these are this program's own, above the shared bits (bcc_records.py decodes them). */
 #define BT_F_USER_SIGINFO (1u << 16) /* the call passed its own siginfo: si_pid is the caller's */
 #define BT_F_TRACKED (1u << 17)      /* exit: the process took part in a traced signal */
+#define BT_F_SENDER_EXITING (1u << 18) /* user space confirms a teardown (sender ns pid 1) */
+
+/* Why `tracked` holds a process: its exit is reported either way. */
+#define TRACK_SIGNALLED 1 /* it took part in a traced signal */
+#define TRACK_OOM_VICTIM 2
 
 struct bt_task {
 	u64 cgroup_id; /* bpf_get_current_cgroup_id(): cgroup v2 */
@@ -51,7 +43,7 @@ struct bt_task {
 	u32 tid;
 	u32 uid; /* real uid */
 	u32 _pad;
-	char comm[COMM_LEN];
+	char comm[ST_COMM_LEN];
 };
 
 struct bt_header {
@@ -73,7 +65,7 @@ struct bt_generate {
 	s32 group;
 	s32 result;
 	s32 target_tid;
-	char target_comm[COMM_LEN];
+	char target_comm[ST_COMM_LEN];
 	struct bt_task sender;
 };
 
@@ -112,7 +104,7 @@ struct bt_oom {
 	struct bt_header hdr;
 	s32 victim_tid;
 	u32 victim_uid; /* 0xffffffff: the tracepoint has no uid field */
-	char victim_comm[COMM_LEN];
+	char victim_comm[ST_COMM_LEN];
 	struct bt_task trigger;
 };
 
@@ -143,7 +135,7 @@ BPF_ARRAY(state, u64, 2);
 BPF_HASH(pid_filter, u32, u8, 8192); /* tids: --pid's processes and their threads */
 BPF_HASH(cgroup_filter, u64, u8, 4096);
 BPF_HASH(inflight, u32, struct inflight, 4096); /* by tid: a kill-family call in progress */
-/* tid or tgid → 1: took part in a traced signal, 2: OOM victim; their exits are reported. */
+/* tid or tgid → TRACK_* bits: their exits are reported. */
 BPF_TABLE("lru_hash", u32, u64, tracked, 16384);
 /* tid → when its thread group died: its SI_KERNEL SIGKILLs right after are a teardown. */
 BPF_TABLE("lru_hash", u32, u64, exiting, 1024);
@@ -226,9 +218,9 @@ static inline void fill_current(struct bt_task *t)
 /* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
 static inline bool fanout_request(struct inflight *call)
 {
-	if (call->nr == SYS_KILL)
+	if (call->nr == ST_SYS_KILL)
 		return call->req_pid <= 0;
-	return call->nr == SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
+	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
 }
 
 TRACEPOINT_PROBE(signal, signal_generate)
@@ -258,26 +250,26 @@ TRACEPOINT_PROBE(signal, signal_generate)
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, KIND_GENERATE);
+	fill_header(&e->hdr, ST_KIND_GENERATE);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
 	e->group = args->group;
 	e->result = args->result;
 	e->target_tid = target;
-	__builtin_memcpy(e->target_comm, args->comm, COMM_LEN);
+	__builtin_memcpy(e->target_comm, args->comm, ST_COMM_LEN);
 
 	u32 flags = 0;
 
 	if (call) {
 		call->emitted += 1;
-		flags |= BT_F_SYSCALL | call->flags;
+		flags |= ST_F_SYSCALL | call->flags;
 		e->seq = call->seq;
 		e->sys_nr = call->nr;
 		e->req_pid = call->req_pid;
 		e->sys_flags = call->sys_flags;
 		if (fanout_request(call))
-			flags |= BT_F_FANOUT;
+			flags |= ST_F_FANOUT;
 	}
 	if (sig == SIGKILL && args->code == SI_KERNEL) {
 		u64 *died = exiting.lookup(&tid);
@@ -288,7 +280,7 @@ TRACEPOINT_PROBE(signal, signal_generate)
 	e->flags = flags;
 	fill_current(&e->sender);
 	events.ringbuf_submit(e, 0);
-	track(target, 1);
+	track(target, TRACK_SIGNALLED);
 	return 0;
 }
 
@@ -319,7 +311,7 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, KIND_DELIVER);
+	fill_header(&e->hdr, ST_KIND_DELIVER);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -328,7 +320,7 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 	fill_current(&e->task);
 	events.ringbuf_submit(e, 0);
 	if (sig != SIGKILL)
-		track(tgid, 1);
+		track(tgid, TRACK_SIGNALLED);
 	return 0;
 }
 
@@ -364,13 +356,11 @@ static inline int sys_exit(long ret)
 		return 0;
 	if (paused())
 		goto out;
-	/* A single-target call's signal carried everything already; only a fan-out's count
-	 * and a failure are news. */
+	/* Only a fan-out's count and a failure are news: the rule and its reasons are
+	 * userfilter.call_is_news's (sigtrace.bpf.c's syscall_exit has it too). */
 	if (call->emitted > 0 && !fanout_request(call))
 		goto out;
 	if (call->emitted == 0) {
-		/* Its signals were all filtered out, or it sent none: only a failure is news,
-		 * and only when its sender (or the pid it named) is one we trace. */
 		if (call->count > 0 || ret >= 0)
 			goto out;
 		if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
@@ -385,7 +375,7 @@ static inline int sys_exit(long ret)
 		goto out;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, KIND_SYSCALL);
+	fill_header(&e->hdr, ST_KIND_SYSCALL);
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -405,7 +395,7 @@ out:
 #ifdef HAVE_SYS_KILL
 TRACEPOINT_PROBE(syscalls, sys_enter_kill)
 {
-	return sys_enter(SYS_KILL, (s32)args->sig, (s32)args->pid, 0, 0, 0);
+	return sys_enter(ST_SYS_KILL, (s32)args->sig, (s32)args->pid, 0, 0, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_kill)
@@ -417,7 +407,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_kill)
 #ifdef HAVE_SYS_TKILL
 TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
 {
-	return sys_enter(SYS_TKILL, (s32)args->sig, (s32)args->pid, (s32)args->pid, 0, 0);
+	return sys_enter(ST_SYS_TKILL, (s32)args->sig, (s32)args->pid, (s32)args->pid, 0, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
@@ -429,7 +419,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
 #ifdef HAVE_SYS_TGKILL
 TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
 {
-	return sys_enter(SYS_TGKILL, (s32)args->sig, (s32)args->tgid, (s32)args->pid, 0, 0);
+	return sys_enter(ST_SYS_TGKILL, (s32)args->sig, (s32)args->tgid, (s32)args->pid, 0, 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
@@ -441,7 +431,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
 #ifdef HAVE_SYS_PIDFD_SEND_SIGNAL
 TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
 {
-	return sys_enter(SYS_PIDFD_SEND_SIGNAL, (s32)args->sig, (s32)args->pidfd, 0,
+	return sys_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)args->sig, (s32)args->pidfd, 0,
 			 (u32)args->flags, args->info ? BT_F_USER_SIGINFO : 0);
 }
 
@@ -454,7 +444,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal)
 #ifdef HAVE_SYS_RT_SIGQUEUEINFO
 TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigqueueinfo)
 {
-	return sys_enter(SYS_RT_SIGQUEUEINFO, (s32)args->sig, (s32)args->pid, 0, 0,
+	return sys_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)args->sig, (s32)args->pid, 0, 0,
 			 BT_F_USER_SIGINFO);
 }
 
@@ -467,7 +457,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo)
 #ifdef HAVE_SYS_RT_TGSIGQUEUEINFO
 TRACEPOINT_PROBE(syscalls, sys_enter_rt_tgsigqueueinfo)
 {
-	return sys_enter(SYS_RT_TGSIGQUEUEINFO, (s32)args->sig, (s32)args->tgid, (s32)args->pid,
+	return sys_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)args->sig, (s32)args->tgid, (s32)args->pid,
 			 0, BT_F_USER_SIGINFO);
 }
 
@@ -512,8 +502,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 		goto out;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, KIND_EXIT);
-	e->flags = (bits ? BT_F_TRACKED : 0) | ((bits & 2) ? BT_F_OOM_VICTIM : 0);
+	fill_header(&e->hdr, ST_KIND_EXIT);
+	e->flags = (bits ? BT_F_TRACKED : 0) | ((bits & TRACK_OOM_VICTIM) ? ST_F_OOM_VICTIM : 0);
 	fill_current(&e->task);
 	events.ringbuf_submit(e, 0);
 out:
@@ -531,7 +521,7 @@ TRACEPOINT_PROBE(oom, mark_victim)
 
 	if (FILTER_PIDS && !pid_listed(victim))
 		return 0;
-	track(victim, 2);
+	track(victim, TRACK_OOM_VICTIM);
 
 	struct bt_oom *e = events.ringbuf_reserve(sizeof(struct bt_oom));
 
@@ -540,7 +530,7 @@ TRACEPOINT_PROBE(oom, mark_victim)
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, KIND_OOM);
+	fill_header(&e->hdr, ST_KIND_OOM);
 	e->victim_tid = victim;
 #ifdef OOM_HAS_UID
 	e->victim_uid = args->uid;
@@ -548,7 +538,7 @@ TRACEPOINT_PROBE(oom, mark_victim)
 	e->victim_uid = 0xffffffff;
 #endif
 #ifdef OOM_HAS_COMM
-	TP_DATA_LOC_READ_STR(e->victim_comm, comm, COMM_LEN);
+	TP_DATA_LOC_READ_STR(e->victim_comm, comm, ST_COMM_LEN);
 #endif
 	fill_current(&e->trigger);
 	events.ringbuf_submit(e, 0);

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections import namedtuple
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -32,68 +33,133 @@ from sigtrace.backends.proctask import (
 from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
 
-# Flags of bcc_program.c (BT_F_*): four mean what wire.F_* do, the rest are its own.
-BT_F_SYSCALL = wire.F_SYSCALL
-BT_F_SENDER_EXITING = 1 << 3
-BT_F_OOM_VICTIM = wire.F_OOM_VICTIM
-BT_F_FANOUT = wire.F_FANOUT
+# Flags of bcc_program.c: wire.F_SYSCALL, F_OOM_VICTIM and F_FANOUT mean what they do in
+# bpf/sigtrace.h (which the program includes); these are its own, above the shared bits.
 BT_F_USER_SIGINFO = 1 << 16
 BT_F_TRACKED = 1 << 17
-_KERNEL_FLAGS = BT_F_SYSCALL | BT_F_FANOUT
+BT_F_SENDER_EXITING = 1 << 18
+_KERNEL_FLAGS = wire.F_SYSCALL | wire.F_FANOUT
 
-# Field formats in declaration order; "=": no implicit padding (the C side has none).
-_HDR = "QII"  # ts_ns, kind, cpu
-_TASK = "QIIII16s"  # cgroup_id, pid, tid, uid, _pad, comm
-TASK = struct.Struct("=" + _TASK)
-GENERATE = struct.Struct("=" + _HDR + "QiiII" + "iiiiii16s" + _TASK)
-DELIVER = struct.Struct("=" + _HDR + "iiiIQQ" + _TASK)
-SYSCALL = struct.Struct("=" + _HDR + "QqiiiiII" + _TASK)
-EXIT = struct.Struct("=" + _HDR + "II" + _TASK)
-OOM = struct.Struct("=" + _HDR + "iI16s" + _TASK)
-BY_KIND = {
-    wire.KIND_GENERATE: GENERATE,
-    wire.KIND_DELIVER: DELIVER,
-    wire.KIND_SYSCALL: SYSCALL,
-    wire.KIND_EXIT: EXIT,
-    wire.KIND_OOM: OOM,
+# bcc_program.c's structs as wire.LAYOUTS lays out sigtrace.h's: (name, struct format) in
+# declaration order, a tuple value a nested struct; every record ends in its current task.
+# tests/unit/test_kernel_abi.py compares them with the C source.
+BT_TASK = (
+    ("cgroup_id", "Q"),
+    ("pid", "I"),
+    ("tid", "I"),
+    ("uid", "I"),
+    ("_pad", "I"),
+    ("comm", "16s"),
+)
+BT_LAYOUTS: dict[str, tuple] = {
+    "bt_task": BT_TASK,
+    "bt_header": wire.HEADER,
+    "bt_generate": (
+        ("hdr", wire.HEADER),
+        ("seq", "Q"),
+        ("sys_nr", "i"),
+        ("req_pid", "i"),
+        ("sys_flags", "I"),
+        ("flags", "I"),
+        ("sig", "i"),
+        ("code", "i"),
+        ("si_errno", "i"),
+        ("group", "i"),
+        ("result", "i"),
+        ("target_tid", "i"),
+        ("target_comm", "16s"),
+        ("sender", BT_TASK),
+    ),
+    "bt_deliver": (
+        ("hdr", wire.HEADER),
+        ("sig", "i"),
+        ("code", "i"),
+        ("si_errno", "i"),
+        ("_pad", "I"),
+        ("sa_handler", "Q"),
+        ("sa_flags", "Q"),
+        ("task", BT_TASK),
+    ),
+    # st_syscall's fields, with the BCC task
+    "bt_syscall": (*wire.LAYOUTS["st_syscall"][:-1], ("sender", BT_TASK)),
+    "bt_exit": (("hdr", wire.HEADER), ("flags", "I"), ("_pad", "I"), ("task", BT_TASK)),
+    "bt_oom": (
+        ("hdr", wire.HEADER),
+        ("victim_tid", "i"),
+        ("victim_uid", "I"),  # _NO_UID: the tracepoint has no uid field
+        ("victim_comm", "16s"),
+        ("trigger", BT_TASK),
+    ),
+}
+_BY_KIND = {
+    wire.KIND_GENERATE: "bt_generate",
+    wire.KIND_DELIVER: "bt_deliver",
+    wire.KIND_SYSCALL: "bt_syscall",
+    wire.KIND_EXIT: "bt_exit",
+    wire.KIND_OOM: "bt_oom",
+}
+
+
+def _struct(layout: tuple) -> struct.Struct:
+    return struct.Struct("=" + wire.flat_format(layout))  # "=": no implicit padding
+
+
+def _field_names(layout: tuple) -> list[str]:
+    """The head's fields, a nested header's inlined (ts_ns, kind, cpu, ...)."""
+    return [n for name, f in layout for n in (_field_names(f) if name == "hdr" else [name])]
+
+
+# Field names computed from the layouts: a namedtuple type only at run time (typed Any).
+_record_type: Callable[..., Any] = namedtuple
+BtTask = _record_type("BtTask", _field_names(BT_TASK), rename=True)
+_TASK_FIELDS = len(BT_TASK)
+
+
+class _Kind(NamedTuple):
+    layout: struct.Struct
+    head: Any  # a namedtuple type: the fields before the task, by name
+
+
+_KINDS = {
+    kind: _Kind(
+        _struct(BT_LAYOUTS[name]),
+        _record_type(name, _field_names(BT_LAYOUTS[name][:-1]), rename=True),
+    )
+    for kind, name in _BY_KIND.items()
 }
 # -D flags: the C side asserts its struct sizes against these at compile time.
 SIZE_DEFINES = {
-    "BT_TASK_SIZE": TASK.size,
-    "BT_GENERATE_SIZE": GENERATE.size,
-    "BT_DELIVER_SIZE": DELIVER.size,
-    "BT_SYSCALL_SIZE": SYSCALL.size,
-    "BT_EXIT_SIZE": EXIT.size,
-    "BT_OOM_SIZE": OOM.size,
+    f"{name.upper()}_SIZE": _struct(layout).size
+    for name, layout in BT_LAYOUTS.items()
+    if name != "bt_header"
 }
 _NO_UID = 0xFFFFFFFF
 # Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
 _KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
-# Where each record's current task starts (its tid → tgid is the kernel's, for any record).
-_TASK_AT = {
-    wire.KIND_GENERATE: 15,
-    wire.KIND_DELIVER: 9,
-    wire.KIND_SYSCALL: 11,
-    wire.KIND_EXIT: 5,
-    wire.KIND_OOM: 6,
-}
 
 
-class KTask(NamedTuple):
-    """The current task as the kernel side recorded it (helpers only)."""
-
-    cgroup_id: int
-    pid: int
-    tid: int
-    uid: int
-    comm: str
+def pack(name: str, **fields: Any) -> bytes:
+    """A bcc_program.c record from its fields by name (a nested struct: a dict; 0 if absent),
+    as the program writes it: for tests and recorded streams."""
+    return _struct(BT_LAYOUTS[name]).pack(*_values(BT_LAYOUTS[name], fields))
 
 
-def _ktask(v: tuple, i: int) -> KTask:
-    """The task whose fields start at v[i] (its _pad skipped)."""
-    return KTask(v[i], v[i + 1], v[i + 2], v[i + 3], wire.comm_text(v[i + 5]))
+def _values(layout: tuple, fields: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for name, f in layout:
+        if isinstance(f, tuple):
+            out += _values(f, fields if name == "hdr" else fields.get(name, {}))
+        else:
+            out.append(fields.get(name, b"" if f.endswith("s") else 0))
+    return out
+
+
+class Decoded(NamedTuple):
+    kind: int
+    r: Any  # the record's fields by name (its _KINDS head)
+    task: Any  # BtTask: the current task, as the kernel side recorded it (helpers only)
 
 
 class PendingExit(NamedTuple):
@@ -156,15 +222,14 @@ class RecordBuilder:
         self._tracked.clear()
         self._delivered.clear()
         decoded = [self._decode(data) for data in batch]
-        for kind, v in decoded:
-            i = _TASK_AT[kind]
-            bounded_set(self.tgid_of, v[i + 2], v[i + 1])
-            if kind == wire.KIND_DELIVER:
-                self._delivered[(v[i + 1], v[3])] = v[0]
-                self._delivered[(v[i + 2], v[3])] = v[0]
+        for d in decoded:
+            bounded_set(self.tgid_of, d.task.tid, d.task.pid)
+            if d.kind == wire.KIND_DELIVER:
+                self._delivered[(d.task.pid, d.r.sig)] = d.r.ts_ns
+                self._delivered[(d.task.tid, d.r.sig)] = d.r.ts_ns
         out: list[wire.Record] = []
-        for kind, v in decoded:
-            out += self._build(kind, v)
+        for d in decoded:
+            out += self._build(d)
         for rec in out:
             task = _subject(rec)
             if task is not None and task.pid is not None:
@@ -186,24 +251,26 @@ class RecordBuilder:
             return st
 
     @staticmethod
-    def _decode(data: bytes) -> tuple[int, tuple]:
+    def _decode(data: bytes) -> Decoded:
         kind = struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
-        layout = BY_KIND.get(kind)
-        if layout is None or len(data) < layout.size:
+        k = _KINDS.get(kind)
+        if k is None or len(data) < k.layout.size:
             raise wire.DecodeError(f"BCC record kind {kind}, {len(data)} bytes")
-        return kind, layout.unpack_from(data)
+        v = k.layout.unpack_from(data)
+        n = len(v) - _TASK_FIELDS
+        return Decoded(kind, k.head._make(v[:n]), BtTask._make(v[n:]))
 
-    def _build(self, kind: int, v: tuple) -> list[wire.Record]:
-        if kind == wire.KIND_GENERATE:
-            return self._generate(v)
-        if kind == wire.KIND_DELIVER:
-            return self._deliver(v)
-        if kind == wire.KIND_SYSCALL:
-            return self._syscall(v)
-        if kind == wire.KIND_EXIT:
-            self._exit(v)
+    def _build(self, d: Decoded) -> list[wire.Record]:
+        if d.kind == wire.KIND_GENERATE:
+            return self._generate(d.r, d.task)
+        if d.kind == wire.KIND_DELIVER:
+            return self._deliver(d.r, d.task)
+        if d.kind == wire.KIND_SYSCALL:
+            return self._syscall(d.r, d.task)
+        if d.kind == wire.KIND_EXIT:
+            self._exit(d.r, d.task)
             return []
-        return self._oom(v)
+        return self._oom(d.r, d.task)
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -216,13 +283,12 @@ class RecordBuilder:
             return None  # the id now names another process
         return ident
 
-    def _current(self, v: tuple, i: int) -> tuple[wire.Task, Identity | None]:
-        """The task recorded at v[i]: the kernel's ids, uid, comm and v2 cgroup; namespace
-        ids and v1 cgroup from /proc."""
-        key = v[i : i + 6]
-        hit = self._tasks.get(key)
+    def _current(self, k: Any) -> tuple[wire.Task, Identity | None]:
+        """A record's current task (a BtTask): the kernel's ids, uid, comm and v2 cgroup;
+        namespace ids and v1 cgroup from /proc."""
+        hit = self._tasks.get(k)
         if hit is None:
-            hit = self._tasks[key] = self._merge(_ktask(v, i))
+            hit = self._tasks[k] = self._merge(k)
         return hit
 
     def _target(self, tid: int, raw_comm: bytes) -> tuple[wire.Task, Identity | None]:
@@ -244,24 +310,29 @@ class RecordBuilder:
             self._tracked.add(tgid)
             self.track(tgid, bits)
 
-    def _merge(self, k: KTask) -> tuple[wire.Task, Identity | None]:
+    def _merge(self, k: Any) -> tuple[wire.Task, Identity | None]:
         ident = self._identity(k.tid, k.pid)
-        unknown: Any = None
+        comm = wire.comm_text(k.comm)
+        unknown: Any = None  # wire.Task's ints: None where /proc had no answer
         if ident is None:
-            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, k.comm), None
+            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, comm), None
         t = ident.task
         ns_tid = t.ns_tid if t.tid == k.tid else unknown
         task = wire.Task(
-            k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, k.comm
+            k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, comm
         )
         return task, ident
 
     # --- records --------------------------------------------------------------------------
 
-    def _generate(self, v: tuple) -> list[wire.Record]:
-        ts, _, cpu, seq, sys_nr, req_pid, sys_flags, kflags = v[:8]
-        sig, code, si_errno, group, result, ttid, tcomm = v[8:15]
-        sender, sident = self._current(v, 15)
+    def _generate(self, r: Any, k: Any) -> list[wire.Record]:
+        ts, cpu, seq, sys_nr, req_pid, sys_flags, kflags = (
+            r.ts_ns, r.cpu, r.seq, r.sys_nr, r.req_pid, r.sys_flags, r.flags
+        )  # fmt: skip
+        sig, code, si_errno, group, result, ttid, tcomm = (
+            r.sig, r.code, r.si_errno, r.group, r.result, r.target_tid, r.target_comm
+        )  # fmt: skip
+        sender, sident = self._current(k)
         st = self._status_of(ttid)  # dispositions change: read them for every batch
         target, tident = self._target(ttid, tcomm)
         if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
@@ -309,7 +380,7 @@ class RecordBuilder:
                 info_kind,
                 group,
                 result,
-                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                handler,
                 flags,
                 sender,
                 target,
@@ -325,7 +396,7 @@ class RecordBuilder:
     ) -> tuple[int | None, int]:
         """kill()'s si_pid from both tasks' namespaces; None where it can't be told."""
         via_kernel_siginfo = (
-            kflags & BT_F_SYSCALL and sys_nr in _KERNEL_SIGINFO and not kflags & BT_F_USER_SIGINFO
+            kflags & wire.F_SYSCALL and sys_nr in _KERNEL_SIGINFO and not kflags & BT_F_USER_SIGINFO
         )
         if not via_kernel_siginfo:
             return None, wire.INFO_PRIV if code == kr.SI_KERNEL else wire.INFO_NOINFO
@@ -334,9 +405,9 @@ class RecordBuilder:
         si_pid = si_pid_seen_by(sident, tident)
         return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
 
-    def _deliver(self, v: tuple) -> list[wire.Record]:
-        ts, _, cpu, sig, code, _errno, _pad, sa_handler, _sa_flags = v[:9]
-        task, ident = self._current(v, 9)
+    def _deliver(self, r: Any, k: Any) -> list[wire.Record]:
+        ts, cpu, sig, code, sa_handler = r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler
+        task, ident = self._current(k)
         flags = 0
         gcode = 0
         info_kind = wire.INFO_PTR
@@ -375,12 +446,13 @@ class RecordBuilder:
             )
         ]
 
-    def _syscall(self, v: tuple) -> list[wire.Record]:
-        ts, _, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags = v[:11]
-        sender, sident = self._current(v, 11)
-        # A failure is news only for a sender, or a pid it named, that is traced.
-        named = bool(self.filters.pids) and req_pid in self.filters.pids
-        if count == 0 and self.filters.any and not self.filters.matches(sender) and not named:
+    def _syscall(self, r: Any, k: Any) -> list[wire.Record]:
+        ts, cpu, seq, ret, nr, sig = r.ts_ns, r.cpu, r.seq, r.ret, r.nr, r.sig
+        req_pid, req_tid, count, sys_flags = r.req_pid, r.req_tid, r.count, r.sys_flags
+        sender, sident = self._current(k)
+        # The kernel side applied userfilter.call_is_news, but sees no target's cgroup: a
+        # failure's sender (or the pid it named) is matched here.
+        if count == 0 and not self.filters.call_traced(sender, req_pid):
             return []
         # A failed call's record shows the sender: its namespace pid came from /proc.
         derived = ("sender.ns_pid",) if sident else ()
@@ -389,9 +461,9 @@ class RecordBuilder:
         )
         return [rec]
 
-    def _oom(self, v: tuple) -> list[wire.Record]:
-        ts, _, cpu, vtid, vuid, vcomm = v[:6]
-        trigger, _ = self._current(v, 6)
+    def _oom(self, r: Any, k: Any) -> list[wire.Record]:
+        ts, cpu, vtid, vuid, vcomm = r.ts_ns, r.cpu, r.victim_tid, r.victim_uid, r.victim_comm
+        trigger, _ = self._current(k)
         ident = self._identity(vtid)
         comm = wire.comm_text(vcomm)
         if ident is not None:
@@ -408,11 +480,11 @@ class RecordBuilder:
 
     # --- exits ----------------------------------------------------------------------------
 
-    def _exit(self, v: tuple) -> None:
+    def _exit(self, r: Any, k: Any) -> None:
         if not self.exit_codes:
             return
-        ts, _, cpu, kflags, _pad = v[:5]
-        task, _ = self._current(v, 5)
+        ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
+        task, _ = self._current(k)
         if kflags & BT_F_TRACKED:
             self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
@@ -435,7 +507,7 @@ class RecordBuilder:
         took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
         if not took_part and not (self.filters.any and self.filters.matches(p.task)):
             return []
-        flags = (p.flags & BT_F_OOM_VICTIM) | (wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0)
+        flags = (p.flags & wire.F_OOM_VICTIM) | (wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0)
         derived = ("caught",) if caught is not None else ()
         return [wire.Exit(p.ts_ns, p.cpu, e.exit_code, flags, p.task, caught, derived)]
 

@@ -153,4 +153,4 @@ class ProcEvents:
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close()
-            self.sock = None  # type: ignore[assignment]
+            self.sock = None

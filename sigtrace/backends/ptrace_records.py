@@ -80,7 +80,7 @@ def delivery_records(
         wire.INFO_PTR,
         0 if code == kr.SI_TKILL else 1,
         result,
-        handler,  # type: ignore[arg-type]  # None: unknown
+        handler,
         flags,
         sender,
         target,
@@ -95,7 +95,7 @@ def delivery_records(
         code,
         info.pid,
         wire.INFO_PTR,
-        handler,  # type: ignore[arg-type]
+        handler,
         0,
         wire.F_UNKILLABLE if unkillable else 0,
         target,

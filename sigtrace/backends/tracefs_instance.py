@@ -24,7 +24,7 @@ FILTER_MAX = 3000
 
 def remove_stale(tracefs: str, proc_root: str = "/proc") -> list[str]:
     """Remove `sigtrace-<pid>` instances whose pid is not running; returns their names."""
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(os.path.join(tracefs, "instances"))
     except OSError:

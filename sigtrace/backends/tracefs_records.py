@@ -26,7 +26,7 @@ from sigtrace.backends.proctask import (
     unknown_task,
 )
 from sigtrace.backends.tracefs_parse import signed32
-from sigtrace.backends.userfilter import Filters
+from sigtrace.backends.userfilter import Filters, call_is_news
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO, is_fanout_request
 
 # syscall name → (wire number, argument names for req_pid, req_tid, flags, siginfo pointer)
@@ -56,7 +56,7 @@ class Call:
 
 
 # A record's current task: the one whose context its line was traced in.
-_CURRENT = {
+_CURRENT: dict[type, str] = {
     wire.Generate: "sender",
     wire.Syscall: "sender",
     wire.Deliver: "task",
@@ -205,7 +205,7 @@ class RecordBuilder:
                 info_kind,
                 p["group"],
                 result,
-                handler,  # type: ignore[arg-type]  # None: unknown (the target was gone)
+                handler,
                 flags,
                 sender,
                 target,
@@ -304,18 +304,13 @@ class RecordBuilder:
         if call is None:
             return []
         ret = p["ret"]
-        # A single-target call's signal carried everything already; only a fan-out's count
-        # and a failure are news (as on the kernel side).
         fan = is_fanout_request(call.nr, call.req_pid, call.sys_flags)
-        if call.emitted > 0 and not fan:
+        news = call_is_news(call.emitted, fan, call.count, ret)
+        if news is False:
             return []
         sender, sender_read = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
-        if call.emitted == 0:
-            if call.count > 0 or ret >= 0:
-                return []
-            named = bool(self.filters.pids) and call.req_pid in self.filters.pids
-            if self.filters.any and not self.filters.matches(sender) and not named:
-                return []
+        if news is None and not self.filters.call_traced(sender, call.req_pid):
+            return []
         return [
             wire.Syscall(
                 p["ts_ns"],
@@ -369,7 +364,7 @@ class RecordBuilder:
         for rec in records:
             role = _CURRENT.get(type(rec))
             task = getattr(rec, role) if role else None
-            if task is None or task.tid not in unsure or task.ns_pid is not None:
+            if role is None or task is None or task.tid not in unsure or task.ns_pid is not None:
                 out.append(rec)
                 continue
             exit_comm = self.exit_comm.get(task.tid)

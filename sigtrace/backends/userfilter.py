@@ -28,3 +28,23 @@ class Filters:
                 task.cgroup_v1_id and task.cgroup_v1_id in ids
             )
         return True
+
+    def call_traced(self, sender: wire.Task, req_pid: int) -> bool:
+        """A call's sender, or the pid it named, passes the filters."""
+        named = bool(self.pids) and req_pid in self.pids
+        return not self.any or named or self.matches(sender)
+
+
+def call_is_news(emitted: int, fanout: bool, count: int, ret: int) -> bool | None:
+    """Whether a finished kill-family call gets its own record: True, False, or None for
+    "if its sender (or the pid it named) is traced" (Filters.call_traced). The rule of
+    syscall_exit() in bpf/sigtrace.bpf.c and sys_exit() in bcc_program.c."""
+    # A single-target call's signal carried everything already; only a fan-out's count
+    # and a failure are news (that halves the records of a kill() storm).
+    if emitted > 0:
+        return fanout
+    # Its signals were all filtered out, or it sent none: only a failure is news,
+    # and only when its sender (or the pid it named) is one we trace.
+    if count > 0 or ret >= 0:
+        return False
+    return None

@@ -64,8 +64,8 @@ def _http() -> tuple[Any, type[Exception]]:
 
 def container_from_inspect(doc: dict) -> RuntimeContainer:
     """From `GET /containers/<id>/json` or an on-disk config.v2.json (same shape, `ID` on disk)."""
-    config = doc.get("Config") if isinstance(doc.get("Config"), dict) else {}
-    state = doc.get("State") if isinstance(doc.get("State"), dict) else {}
+    config = doc["Config"] if isinstance(doc.get("Config"), dict) else {}
+    state = doc["State"] if isinstance(doc.get("State"), dict) else {}
     labels = str_map(config.get("Labels"))
     pid = state.get("Pid")
     running = state.get("Running", True) is True

@@ -63,8 +63,10 @@ class OomCounters:
     def killed(self, pid: int) -> bool | None:
         """Whether pid's SIGKILL was the OOM killer's; None when the counter can't be read."""
         path = self.files.pop(pid, None)
-        before = self.seen.get(path) if path is not None else None
-        now = read_oom_kills(path) if path is not None else None
+        if path is None:
+            return None
+        before = self.seen.get(path)
+        now = read_oom_kills(path)
         if now is None or before is None:
             return None
         if now > before:

@@ -91,15 +91,20 @@ def _read_regular(path: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def load_json_object(path: str) -> dict | None:
-    """The JSON object in `path`; None if missing, unreadable, too big or not an object."""
+def load_json(path: str) -> object | None:
+    """The JSON document in `path`; None if missing, unreadable, too big or not JSON."""
     raw = _read_regular(path, MAX_JSON_BYTES + 1)
     if raw is None or len(raw) > MAX_JSON_BYTES:
         return None
     try:
-        doc = json.loads(raw)
+        return json.loads(raw)
     except ValueError:  # also UnicodeDecodeError
         return None
+
+
+def load_json_object(path: str) -> dict | None:
+    """The JSON object in `path`; None if missing, unreadable, too big or not an object."""
+    doc = load_json(path)
     return doc if isinstance(doc, dict) else None
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from sigtrace.containers.cache import ContainerCache
-from sigtrace.containers.cgroup_ids import CgroupIds
+from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
 from sigtrace.containers.cgroup_path import parse_proc_cgroup
 from sigtrace.containers.records import RuntimeContainer
 from sigtrace.errors import ContainerNotFound, RuntimeUnavailable, UsageError
@@ -147,7 +147,11 @@ class ContainerSelector:
             return set()
         info = parse_proc_cgroup(raw.decode("utf-8", "backslashreplace"))
         out = set()
-        for path, hierarchy in ((info.v2_path, "v2"), (info.v1_paths.get("pids"), "v1pids")):
+        paths: tuple[tuple[str | None, Hierarchy], ...] = (
+            (info.v2_path, "v2"),
+            (info.v1_paths.get("pids"), "v1pids"),
+        )
+        for path, hierarchy in paths:
             if path and path != "/" and (i := self.cgroups.id_of(path, hierarchy)) is not None:
                 out.add(i)
         return out

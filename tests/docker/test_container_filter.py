@@ -102,6 +102,7 @@ def test_by_id_prefix_and_two_containers_at_once(
 ABSENT_RUNTIMES = {
     "SIGTRACE_CONTAINERD_STATE": "/nonexistent/containerd",
     "SIGTRACE_CRIO_ROOT": "/nonexistent/crio",
+    "SIGTRACE_PODMAN_ROOT": "/nonexistent/podman",
 }
 
 
@@ -179,6 +180,7 @@ def test_runtime_down_names_fail_clearly_but_ids_still_trace(
         "SIGTRACE_DOCKER_ROOT": str(tmp_path / "absent-root"),
         "SIGTRACE_CONTAINERD_STATE": str(tmp_path / "absent-state"),
         "SIGTRACE_CRIO_ROOT": str(tmp_path / "absent-crio"),
+        "SIGTRACE_PODMAN_ROOT": str(tmp_path / "absent-podman"),
     }
     r = subprocess.run(
         [sys.executable, "-m", "sigtrace", "--container", app.name],

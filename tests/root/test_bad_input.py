@@ -56,7 +56,7 @@ SIGNAL_HINT = r" \(try TERM, SIGKILL, 15, RTMIN\+2 or all\)"
 NAME_RULE = r": not a {} \(letters, digits, '_', '\.', '-'; a letter or digit first\)"
 NO_RUNTIME = (
     r"no container runtime found here \(docker: no {w}/none.sock and no {w}/none/containers; "
-    r"containerd: no {w}/none; cri-o: no {w}/none\)"
+    r"containerd: no {w}/none; cri-o: no {w}/none; podman: no {w}/none\)"
 )
 DOCKER_DOWN = r"cannot list containers: {}; and {{w}}/none/containers is not readable"
 
@@ -335,6 +335,8 @@ def run_case(case: Case, w: Path) -> tuple[subprocess.CompletedProcess[str], flo
         "SIGTRACE_DOCKER_ROOT": f"{w}/none",
         "SIGTRACE_CONTAINERD_STATE": f"{w}/none",
         "SIGTRACE_CRIO_ROOT": f"{w}/none",
+        "SIGTRACE_PODMAN_ROOT": f"{w}/none",
+        "SIGTRACE_PODMAN_RUNROOT": f"{w}/none",
         **{k: _fill(v, w) for k, v in case.env.items()},
     }
     env.pop("SIGTRACE_DEBUG", None)

@@ -7,14 +7,7 @@ import json
 from pathlib import Path
 
 from sigtrace import wire
-from sigtrace.backends.bcc_records import (
-    BT_F_SYSCALL,
-    BT_F_TRACKED,
-    EXIT,
-    GENERATE,
-    SYSCALL,
-    RecordBuilder,
-)
+from sigtrace.backends.bcc_records import BT_F_TRACKED, RecordBuilder, pack
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.userfilter import Filters
@@ -35,9 +28,9 @@ class RecordedProcfs(Procfs):
 
 def failed_kill(sender: int) -> dict:
     """kill(1, SIGTERM) by `sender` (uid 65534 as the kernel recorded it) that failed."""
-    raw = SYSCALL.pack(
-        1000, wire.KIND_SYSCALL, 0, 7, EPERM, wire.SYS_KILL, 15, 1, 0, 0, 0,
-        0, sender, sender, 65534, 0, b"kill",
+    raw = pack(
+        "bt_syscall", ts_ns=1000, kind=wire.KIND_SYSCALL, seq=7, ret=EPERM, nr=wire.SYS_KILL,
+        sig=15, req_pid=1, sender={"pid": sender, "tid": sender, "uid": 65534, "comm": b"kill"},
     )  # fmt: skip
     builder = RecordBuilder(TaskFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters())
     (rec,) = builder.build([raw])
@@ -62,10 +55,10 @@ def test_failed_kill_of_a_sender_gone_from_proc_has_no_namespace_pid() -> None:
 def generate(sig: int, target: int, seq: int) -> bytes:
     """kill(target, sig) by the recorder, as the BCC program records it."""
     rec = PIDS["recorder"]
-    return GENERATE.pack(
-        1000 + seq, wire.KIND_GENERATE, 0, seq, wire.SYS_KILL, target, 0, BT_F_SYSCALL,
-        sig, 0, 0, 1, 0, target, b"python",
-        0, rec, rec, 0, 0, b"python",
+    return pack(
+        "bt_generate", ts_ns=1000 + seq, kind=wire.KIND_GENERATE, seq=seq, sys_nr=wire.SYS_KILL,
+        req_pid=target, flags=wire.F_SYSCALL, sig=sig, group=1, target_tid=target,
+        target_comm=b"python", sender={"pid": rec, "tid": rec, "comm": b"python"},
     )  # fmt: skip
 
 
@@ -73,7 +66,10 @@ def test_a_sigkills_and_an_exits_caught_are_read_from_proc() -> None:
     """The BCC program reads no task_struct (its headers need not match the kernel): the
     target's SigCgt comes from /proc, read when the batch is handled, and its exit keeps it."""
     handler = PIDS["handler"]  # SIGINT and SIGTERM caught
-    died = EXIT.pack(1009, wire.KIND_EXIT, 0, BT_F_TRACKED, 0, 0, handler, handler, 0, 0, b"p")
+    died = pack(
+        "bt_exit", ts_ns=1009, kind=wire.KIND_EXIT, flags=BT_F_TRACKED,
+        task={"pid": handler, "tid": handler, "comm": b"p"},
+    )  # fmt: skip
     facts = TaskFacts(RecordedProcfs("/nonexistent"))
     builder = RecordBuilder(facts, frozenset({9, 15}), Filters())
     records = builder.build([generate(9, handler, 1), generate(15, handler, 2), died])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sigtrace.containers.containerd import ContainerdBundles
-from sigtrace.containers.crio import CrioStorage
+from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.records import PodRef
 from sigtrace.errors import ContainerNotFound, RuntimeAbsent, RuntimeUnavailable
 
@@ -117,3 +117,52 @@ def test_crio(tmp_path: Path) -> None:
     with pytest.raises(RuntimeAbsent) as err:
         CrioStorage(str(tmp_path / "nope")).list_containers()
     assert err.value.message == f"cri-o: no {tmp_path}/nope"
+
+
+def _storage_entry(root: Path, cid: str, annotations: dict | None, pid: str | None) -> None:
+    ud = root / cid / "userdata"
+    ud.mkdir(parents=True, exist_ok=True)
+    if annotations is not None:
+        (ud / "config.json").write_text(json.dumps({"annotations": annotations}))
+    if pid is not None:
+        (ud / "pidfile").write_text(pid)
+
+
+def test_podman(tmp_path: Path) -> None:
+    """As rootful Podman 4 lays it out (tests/docker/test_podman.py runs the real one): config
+    under the graph root, pidfile under the run root, names in the storage's containers.json."""
+    graph, run = tmp_path / "lib", tmp_path / "run"
+    libpod = {"io.container.manager": "libpod", "io.kubernetes.cri-o.TTY": "false"}
+    _storage_entry(graph, CID, libpod | {"org.opencontainers.image.stopSignal": "10"}, None)
+    _storage_entry(run, CID, None, "4242\n")
+    _storage_entry(graph, SID, libpod, None)  # not in the index: no name, still traced
+    _storage_entry(run, "d" * 64, {"io.kubernetes.cri-o.ContainerType": "container"}, "7")
+    meta = {"image-name": "localhost/st-busybox:latest", "name": "web"}
+    index = [
+        {"id": CID, "names": ["web"], "metadata": json.dumps(meta)},
+        {"id": "e" * 64, "names": "not a list", "metadata": "{not json"},
+        "junk",
+    ]
+    (graph / "containers.json").write_text(json.dumps(index))
+    podman = PodmanStorage(str(graph), str(run))
+    c = podman.inspect(CID)
+    assert (c.name, c.runtime, c.image, c.pid, c.stop_signal, c.pod) == (
+        "web",
+        "podman",
+        "localhost/st-busybox:latest",
+        4242,
+        "10",
+        None,
+    )
+    assert [(x.id, x.name) for x in podman.list_containers()] == [(SID, None), (CID, "web")]
+    # The run root is CRI-O's directory too: its reader skips Podman's, and Podman's CRI-O's.
+    crio = CrioStorage(str(run))
+    assert [(x.id, x.runtime) for x in crio.list_containers()] == [("d" * 64, "cri-o")]
+    _storage_entry(run, CID, libpod, None)
+    with pytest.raises(ContainerNotFound):
+        crio.inspect(CID)
+    with pytest.raises(ContainerNotFound):
+        PodmanStorage(str(run), str(run)).inspect("d" * 64)
+    with pytest.raises(RuntimeAbsent) as err:
+        PodmanStorage(str(tmp_path / "nope"), str(run)).list_containers()
+    assert err.value.message == f"podman: no {tmp_path}/nope"

@@ -263,3 +263,13 @@ def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
     assert s["target_state"] == dict.fromkeys(
         ("handler", "blocked", "unkillable", "ptraced", "waiting", "caught")
     )
+
+
+def test_a_finished_call_is_news_only_for_a_fanouts_count_or_a_failure() -> None:
+    from sigtrace.backends.userfilter import call_is_news
+
+    assert call_is_news(emitted=1, fanout=False, count=1, ret=0) is False
+    assert call_is_news(emitted=3, fanout=True, count=3, ret=0) is True
+    assert call_is_news(emitted=0, fanout=False, count=2, ret=0) is False  # all filtered out
+    assert call_is_news(emitted=0, fanout=True, count=0, ret=0) is False  # sent none, no error
+    assert call_is_news(emitted=0, fanout=False, count=0, ret=-1) is None  # if it is traced

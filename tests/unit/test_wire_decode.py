@@ -46,7 +46,7 @@ def test_each_kind_decodes_to_its_type() -> None:
     sc = wire.decode(
         wire.struct_of("st_syscall").pack(1, wire.KIND_SYSCALL, 0, 5, -1, 1, 15, 42, 0, 3, 0, *TASK)
     )
-    assert (sc.seq, sc.ret, sc.nr, sc.sig, sc.req_pid, sc.count) == (5, -1, 1, 15, 42, 3)
+    assert (sc.seq, sc.ret, sc.nr, sc.sig, sc.req_pid, sc.generated) == (5, -1, 1, 15, 42, 3)
     d = wire.decode(
         wire.struct_of("st_deliver").pack(
             1, wire.KIND_DELIVER, 0, 9, 0, 0, 0, 0, 15, wire.F_GROUP_EXIT, 0, *TASK
