@@ -456,3 +456,13 @@ def test_text_story_colour_only_when_enabled_and_untrusted_text_escaped() -> Non
     v["evidence"][0]["what"] = "evil\x1b]0;owned\x07 name"
     text = render(v)
     assert "\x1b" not in text and "\x07" not in text and "\\x1b" in text
+
+
+def test_ptrace_oom_kill_is_told_from_the_cgroups_counter_not_guessed() -> None:
+    # Recorded for real: ptrace never sees the OOM killer's SIGKILL; the exit of `tail` by
+    # SIGKILL is marked `oom` because the container's memory cgroup counted an OOM kill.
+    records = load("ptrace-oom")
+    (tail,) = [r for r in records if r["type"] == "exit" and r["process"]["comm"] == "tail"]
+    assert (tail["signal"], tail["oom"]) == ("SIGKILL", True)
+    v = one("ptrace-oom")
+    assert v["verdict"] == "oom_killed" and v["caveat"] is None
