@@ -22,7 +22,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from sigtrace import SCHEMA, verdicts, wire
+from sigtrace import SCHEMA, story_tree, verdicts, wire
 
 Schema = dict[str, Any]
 ID = "urn:sigtrace:schema:sigtrace.v1"
@@ -71,6 +71,18 @@ def array(item: Any) -> dict[str, Any]:
 
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/$defs/{name}"}
+
+
+def signal_entry(**more: Any) -> dict[str, Any]:
+    """A signal as a verdict lists it (`forwarded`, `hops`)."""
+    return obj(
+        time=TIME,
+        signal=SIGNAL_NAME,
+        sender=ref("short_process"),
+        target=ref("short_process"),
+        outcome=STR,
+        **more,
+    )
 
 
 VERDICTS = enum(*verdicts.VERDICTS)  # the one table: sigtrace/verdicts.py
@@ -210,16 +222,11 @@ RECORDS: dict[str, dict[str, Any]] = {
         "killed_by": opt(null(enum("runtime", "teardown"))),
         "hops": opt(
             array(
-                obj(
-                    time=TIME,
-                    signal=SIGNAL_NAME,
-                    sender=ref("short_process"),
-                    target=ref("short_process"),
-                    outcome=STR,
+                signal_entry(
                     reason=null(STR),
                     scope=STR,
                     action=null(STR),
-                    result=enum("handled", "ignored", "blocked", "default_killed", "failed"),
+                    result=enum(*story_tree.HOP_RESULTS),
                 )
             )
         ),
@@ -230,10 +237,8 @@ RECORDS: dict[str, dict[str, Any]] = {
                     ns_pid=null(INT),
                     comm=null(STR),
                     cmdline=null(STR),
-                    state=enum("handled", "ignored", "blocked", "default_killed", "never_reached"),
-                    ending=enum(
-                        "exited", "signal", "runtime_kill", "teardown", "oom", "sigkill", "running"
-                    ),
+                    state=enum(*story_tree.STATES),
+                    ending=enum(*story_tree.ENDINGS),
                     stop_handler=null(BOOL),
                     signal=null(SIGNAL_NAME),
                     **{"from": null(ref("short_process"))},
@@ -241,15 +246,7 @@ RECORDS: dict[str, dict[str, Any]] = {
             )
         ),
         "killed_by_teardown": array(obj(pid=INT, comm=null(STR))),
-        "forwarded": array(
-            obj(
-                time=TIME,
-                signal=SIGNAL_NAME,
-                sender=ref("short_process"),
-                target=ref("short_process"),
-                outcome=STR,
-            )
-        ),
+        "forwarded": array(signal_entry()),
         "exits": array(
             obj(
                 pid=INT,

@@ -39,6 +39,7 @@ ENDINGS = ("exited", "signal", "runtime_kill", "teardown", "oom", "sigkill", "ru
 SIGKILLED = frozenset({"runtime_kill", "teardown", "sigkill"})
 _OUTSIDE_SCOPES = frozenset({"pidns_teardown", "kernel"})
 _RESULT_RANK = {"handled": 0, "default_killed": 1, "ignored": 2, "blocked": 3}
+HOP_RESULTS = (*_RESULT_RANK, "failed")
 _DELIVER_RESULT = {
     "handler": "handled",
     "ignore": "ignored",
