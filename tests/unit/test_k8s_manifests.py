@@ -19,7 +19,7 @@ MAIN = K8S / "sigtrace.yaml"
 PODMONITOR = K8S / "podmonitor.yaml"
 # The oldest schema kubernetes-validate ships, and its newest.
 VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
-CAPS = {"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"}
+CAPS = {"BPF", "PERFMON"}
 HOST_PATHS = {
     "/sys/kernel/btf",
     "/sys/kernel/tracing",
