@@ -39,6 +39,7 @@ class LazyGroup(click.Group):
         "daemon": "sigtrace.commands.daemon",
         "doctor": "sigtrace.commands.doctor",
         "explain": "sigtrace.commands.explain",
+        "manpage": "sigtrace.commands.manpage",
         "replay": "sigtrace.commands.replay",
         "schema": "sigtrace.commands.schema",
     }
