@@ -24,7 +24,7 @@ from typing import Any
 
 from sigtrace import features, ringbuf, signals, wire
 from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
-from sigtrace.backends.bcc_records import SIZE_DEFINES, RecordBuilder
+from sigtrace.backends.bcc_records import SIZE_DEFINES, BccTranslator
 from sigtrace.backends.procevents import ProcEvents
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC, TaskFacts
 from sigtrace.backends.userfilter import Filters
@@ -303,7 +303,7 @@ class BccBackend(Backend):
         self.bpf: Any = None
         self.ring: MappedRing | _BccRing | None = None
         self.events: ProcEvents | None = None
-        self.builder: RecordBuilder | None = None
+        self.builder: BccTranslator | None = None
         self.facts: TaskFacts | None = None
         self.cgroups: CgroupIds | None = None
         self._primed: set[int] = set()
@@ -344,7 +344,7 @@ class BccBackend(Backend):
         # The current task's v2 cgroup id is all the kernel side can check, and only on a
         # cgroup v2 host does that say which container a process is in.
         self.kernel_cgroups = cfg.filters_cgroups and self.cgroups.layout.mode == "unified"
-        self.builder = RecordBuilder(self.facts, cfg.signals, self.filters, self._track)
+        self.builder = BccTranslator(self.facts, cfg.signals, self.filters, self._track)
         try:
             self._compile(bcc, headers, self._defines(root))
             self.timings = {"import": t1 - t0, "compile_load_attach": time.monotonic() - t1}

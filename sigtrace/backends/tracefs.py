@@ -27,7 +27,7 @@ from sigtrace.backends.tracefs_instance import (
     remove_stale,
 )
 from sigtrace.backends.tracefs_parse import parse_line, saved_names
-from sigtrace.backends.tracefs_records import SYSCALLS, RecordBuilder
+from sigtrace.backends.tracefs_records import SYSCALLS, TraceLineTranslator
 from sigtrace.backends.userfilter import Filters
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
@@ -96,7 +96,7 @@ class TracefsBackend(Backend):
         super().__init__(config)
         self.instance: Instance | None = None
         self.events: ProcEvents | None = None
-        self.builder: RecordBuilder | None = None
+        self.builder: TraceLineTranslator | None = None
         self._missing: list[str] = []
         self._partial = b""
         self._deferred_exits: list = []
@@ -126,7 +126,7 @@ class TracefsBackend(Backend):
             cgroups_active=self.config.filters_cgroups,
             cgroup_ids=set(self.config.cgroup_ids),
         )
-        self.builder = RecordBuilder(facts, self.config.signals, filters, self._saved_names)
+        self.builder = TraceLineTranslator(facts, self.config.signals, filters, self._saved_names)
         try:
             self._open_events()
             self.instance = Instance(root)
@@ -224,8 +224,8 @@ class TracefsBackend(Backend):
         self.builder.filters.cgroup_ids |= ids
 
     def _saved_names(self, tids: set[int]) -> dict[int, tuple[str | None, int]]:
-        """ftrace's pid → comm and pid → tgid caches, read now (RecordBuilder.confirm); at most
-        every SAVED_NAMES_INTERVAL_NS, else nothing: the tasks stay unnamed."""
+        """ftrace's pid → comm and pid → tgid caches, read now (TraceLineTranslator.confirm);
+        at most every SAVED_NAMES_INTERVAL_NS, else nothing: the tasks stay unnamed."""
         now = time.monotonic_ns()
         if now - self._names_read_at < SAVED_NAMES_INTERVAL_NS:
             return {}
