@@ -24,15 +24,17 @@ from sigtrace.backends.tracefs_parse import signed32
 from sigtrace.backends.userfilter import Filters, call_is_news
 from sigtrace.classify import is_fanout_request
 
-# syscall name → (wire number, argument names for req_pid, req_tid, flags, siginfo pointer)
-SYSCALLS: dict[str, tuple[int, str, str | None, str | None, str | None]] = {
-    "kill": (wire.SYS_KILL, "pid", None, None, None),
-    "tkill": (wire.SYS_TKILL, "pid", "pid", None, None),
-    "tgkill": (wire.SYS_TGKILL, "tgid", "pid", None, None),
-    "pidfd_send_signal": (wire.SYS_PIDFD_SEND_SIGNAL, "pidfd", None, "flags", "info"),
-    "rt_sigqueueinfo": (wire.SYS_RT_SIGQUEUEINFO, "pid", None, None, "uinfo"),
-    "rt_tgsigqueueinfo": (wire.SYS_RT_TGSIGQUEUEINFO, "tgid", "pid", None, "uinfo"),
+# The kill-family calls (wire.SYSCALL_NAMES) → their argument names for req_pid, req_tid,
+# flags and the siginfo pointer, as the syscall tracepoints print them.
+_ARGS: dict[int, tuple[str, str | None, str | None, str | None]] = {
+    wire.SYS_KILL: ("pid", None, None, None),
+    wire.SYS_TKILL: ("pid", "pid", None, None),
+    wire.SYS_TGKILL: ("tgid", "pid", None, None),
+    wire.SYS_PIDFD_SEND_SIGNAL: ("pidfd", None, "flags", "info"),
+    wire.SYS_RT_SIGQUEUEINFO: ("pid", None, None, "uinfo"),
+    wire.SYS_RT_TGSIGQUEUEINFO: ("tgid", "pid", None, "uinfo"),
 }
+SYSCALLS = {wire.SYSCALL_NAMES[nr]: (nr, *args) for nr, args in _ARGS.items()}
 
 
 @dataclass
