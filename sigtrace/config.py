@@ -36,5 +36,14 @@ class TraceConfig:
         }
 
     @property
+    def ringbuf_size(self) -> int:
+        """The BPF ring buffer's size: a power of two pages (the kernel's rule), at least
+        ringbuf_bytes."""
+        size = 4096
+        while size < self.ringbuf_bytes:
+            size <<= 1
+        return size
+
+    @property
     def filters_cgroups(self) -> bool:
         return bool(self.cgroup_ids or self.containers or self.pods)

@@ -7,6 +7,7 @@ the project's own configuration instead of patching the kernel.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from typing import NamedTuple
 
@@ -100,3 +101,10 @@ def tracepoint(category: str, name: str, sys_root: str = "/sys", mount: bool = F
 
 def kernel_release() -> str:
     return os.uname().release
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int] | None:
+    """(major, minor) of a release string ("6.18.0-1-amd64" → (6, 18)), by default the
+    running kernel's; None when it does not start so."""
+    m = re.match(r"(\d+)\.(\d+)", kernel_release() if release is None else release)
+    return (int(m.group(1)), int(m.group(2))) if m else None

@@ -29,10 +29,8 @@ SIGKILL, judged on what was seen so far and marked `"complete": false`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sigtrace import SCHEMA, signals, story_text, verdicts
 from sigtrace.errors import UsageError
@@ -52,8 +50,9 @@ from sigtrace.story_tree import (
     is_stop,
     subject,
 )
+from sigtrace.timefmt import parse_time
 
-__all__ = ["StoryTracker", "judge", "parse_time", "shell_kind", "stop_signal_number"]
+__all__ = ["StoryTracker", "judge", "shell_kind", "stop_signal_number"]
 
 SETTLE_S = 1.5  # after PID 1's exit; the correlator may hold a record back up to 1 s
 PRE_START_KEEP = 64  # records kept per container before anything starts a story
@@ -65,18 +64,6 @@ IDLE_UNSTARTED_S = 600.0
 IDLE_STARTED_S = 3600.0
 MAX_LISTED = 32  # entries in `exits`, `forwarded`, `killed_by_teardown`, `hops`, `processes`
 _NS = 1_000_000_000
-
-
-def parse_time(text: str) -> int:
-    """RFC 3339 UTC with up to 9 fraction digits (`…T19:32:11.168131510Z`) → ns since epoch."""
-    stamp, _, frac = text.rstrip("Z").partition(".")
-    return _epoch_s(stamp) * _NS + int((frac + "000000000")[:9])
-
-
-@functools.lru_cache(maxsize=256)
-def _epoch_s(stamp: str) -> int:
-    # Every record is parsed (host-wide, many a second); the seconds part repeats.
-    return int(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
 
 
 def stop_signal_number(text: str | None) -> int | None:

@@ -1,7 +1,8 @@
-"""Kernel timestamps (CLOCK_MONOTONIC ns) as RFC 3339 UTC times with nanoseconds. Pure."""
+"""Kernel timestamps (CLOCK_MONOTONIC ns) as RFC 3339 UTC times with nanoseconds, and back. Pure."""
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 
@@ -26,3 +27,18 @@ class Clock:
 
     def now_iso(self) -> str:
         return self.iso(time.monotonic_ns())
+
+
+_NS = 1_000_000_000
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 UTC with up to 9 fraction digits (`…T19:32:11.168131510Z`) → ns since epoch."""
+    stamp, _, frac = text.rstrip("Z").partition(".")
+    return _epoch_s(stamp) * _NS + int((frac + "000000000")[:9])
+
+
+@functools.lru_cache(maxsize=256)
+def _epoch_s(stamp: str) -> int:
+    # Every record is parsed (host-wide, many a second); the seconds part repeats.
+    return int(datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())

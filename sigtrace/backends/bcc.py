@@ -23,30 +23,18 @@ from types import ModuleType
 from typing import Any
 
 from sigtrace import features, ringbuf, signals, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
-from sigtrace.backends.bcc_records import SIZE_DEFINES, RecordBuilder
-from sigtrace.backends.procevents import ProcEvents
-from sigtrace.backends.proctask import CAUGHT_FROM_PROC, TaskFacts
-from sigtrace.backends.userfilter import Filters
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends.assisted import ProcAssistedBackend
+from sigtrace.backends.bcc_records import SIZE_DEFINES, BccTranslator
+from sigtrace.backends.proctask import CAUGHT_FROM_PROC
 from sigtrace.config import TraceConfig
-from sigtrace.containers.cgroup_ids import CgroupIds, detect_layout
+from sigtrace.containers.cgroup_ids import detect_layout
 from sigtrace.errors import BackendError, LibraryError
-from sigtrace.procfs import Procfs
 from sigtrace.ringbuf import MappedRing
 
 DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 SYSTEM_PYTHON = "/usr/bin/python3"
 KCONFIG = "include/linux/kconfig.h"
-SYSCALLS = (
-    "kill",
-    "tkill",
-    "tgkill",
-    "pidfd_send_signal",
-    "rt_sigqueueinfo",
-    "rt_tgsigqueueinfo",
-)
-# How often --pid's threads and the followed containers' processes are looked up again.
-FOLLOW_NS = 500_000_000
 CANNOT_SEE = [
     "the target's tgid, uid, handler, blocked mask and tracer, and every process's namespace "
     "pid: read from /proc when the record is handled, not from the kernel when the signal "
@@ -272,7 +260,7 @@ class _BccRing:
         pass  # freed with the BPF object
 
 
-class BccBackend(Backend):
+class BccBackend(ProcAssistedBackend):
     name = "bcc"
 
     @classmethod
@@ -302,19 +290,11 @@ class BccBackend(Backend):
         super().__init__(config)
         self.bpf: Any = None
         self.ring: MappedRing | _BccRing | None = None
-        self.events: ProcEvents | None = None
-        self.builder: RecordBuilder | None = None
-        self.facts: TaskFacts | None = None
-        self.cgroups: CgroupIds | None = None
-        self._primed: set[int] = set()
-        self.filters = Filters()
+        self.builder: BccTranslator | None = None
         self.kernel_cgroups = False
-        self._missing: list[str] = []
         self._batch: list[wire.Record] = []
         self._held: list[wire.Record] = []
         self._raw: list[bytes] = []
-        self._deferred_exits: list = []
-        self._followed_at = 0
         # Seconds: importing bcc, compiling + loading + attaching (the start's cost).
         self.timings: dict[str, float] = {}
 
@@ -333,18 +313,13 @@ class BccBackend(Backend):
         t0 = time.monotonic()
         bcc = load_bcc()
         t1 = time.monotonic()
-        procfs = Procfs(cfg.proc_root)
-        self.cgroups = CgroupIds(sys_root=cfg.sys_root)
-        self.facts = TaskFacts(procfs, self.cgroups)
-        self.filters = Filters(
-            pids=self._pid_tids(),
-            cgroups_active=cfg.filters_cgroups,
-            cgroup_ids=set(cfg.cgroup_ids),
-        )
+        facts = self._open_facts(frozenset())
+        self.filters.pids = self._pid_tids(remember=True)
+        assert self.cgroups is not None
         # The current task's v2 cgroup id is all the kernel side can check, and only on a
         # cgroup v2 host does that say which container a process is in.
         self.kernel_cgroups = cfg.filters_cgroups and self.cgroups.layout.mode == "unified"
-        self.builder = RecordBuilder(self.facts, cfg.signals, self.filters, self._track)
+        self.builder = BccTranslator(facts, cfg.signals, self.filters, self._track)
         try:
             self._compile(bcc, headers, self._defines(root))
             self.timings = {"import": t1 - t0, "compile_load_attach": time.monotonic() - t1}
@@ -359,7 +334,7 @@ class BccBackend(Backend):
             self.builder.exit_codes = self.events is not None
             events = self.bpf["events"]
             if ringbuf.supported():
-                size = self._ring_pages() * 4096
+                size = cfg.ringbuf_size
                 stop = lambda: self.stopping  # noqa: E731
                 self.ring = MappedRing(events.map_fd, size, self._on_record, should_stop=stop)
             else:
@@ -368,12 +343,6 @@ class BccBackend(Backend):
             self.close()
             raise
 
-    def _ring_pages(self) -> int:
-        pages = 1
-        while pages * 4096 < self.config.ringbuf_bytes:
-            pages <<= 1
-        return pages
-
     def _defines(self, root: str) -> dict[str, str]:
         """The program's settings, and which optional tracepoints and fields exist here."""
         cfg = self.config
@@ -381,13 +350,13 @@ class BccBackend(Backend):
             "SIG_MASK": f"{signals.mask_of(cfg.signals):#x}ULL",
             "FILTER_PIDS": str(int(bool(cfg.pids))),
             "FILTER_CGROUPS": str(int(self.kernel_cgroups)),
-            "RINGBUF_PAGES": str(self._ring_pages()),
+            "RINGBUF_PAGES": str(cfg.ringbuf_size // 4096),
         }
         d.update({k: str(v) for k, v in SIZE_DEFINES.items()})
         missing = []
         if not cfg.syscalls:
             self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in SYSCALLS if cfg.syscalls else ():
+        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
             enter = format_fields(root, "syscalls", f"sys_enter_{name}")
             if enter is None or format_fields(root, "syscalls", f"sys_exit_{name}") is None:
                 missing.append(name)
@@ -443,24 +412,6 @@ class BccBackend(Backend):
                 f"({first}; --verbose shows the log)"
             ) from failure
 
-    def _open_events(self) -> None:
-        try:
-            self.events = ProcEvents()
-        except BackendError as exc:
-            self._missing.append(f"exit codes: {exc.message}")
-
-    def _pid_tids(self) -> set[int]:
-        """--pid's processes and their threads now: the kernel filter matches thread ids."""
-        tids = set()
-        for pid in self.config.pids:
-            tids.add(pid)
-            with contextlib.suppress(OSError, ValueError):
-                task_dir = os.path.join(self.config.proc_root, str(pid), "task")
-                tids |= {int(t) for t in os.listdir(task_dir)}
-            if self.facts is not None:
-                self.facts.identity(pid, fresh=True)  # known for its exit even if never signalled
-        return tids
-
     def _fill_filters(self) -> None:
         self._add_tids(self.filters.pids)
         if self.kernel_cgroups:
@@ -491,7 +442,7 @@ class BccBackend(Backend):
     def add_cgroup_ids(self, ids: set[int]) -> None:
         if self.bpf is None:
             raise BackendError("backend is not open")
-        self.filters.cgroup_ids |= ids
+        super().add_cgroup_ids(ids)
         if self.kernel_cgroups:
             for cg in ids:
                 self._map_set("cgroup_filter", cg, 1)
@@ -510,51 +461,29 @@ class BccBackend(Backend):
             self._batch += self.builder.build(raw)
         return n
 
-    def _follow(self) -> None:
-        now = time.monotonic_ns()
-        if now - self._followed_at < FOLLOW_NS:
-            return
-        self._followed_at = now
-        if self.config.pids:
-            new = self._pid_tids() - self.filters.pids
-            self._add_tids(new)
-            self.filters.pids |= new
-        if self.filters.cgroups_active:
-            self._prime()
-
-    def _prime(self) -> None:
-        """Read who is in the followed containers now and then: a process killed before its
-        record is handled is gone from /proc, and its signal would lose its container."""
-        assert self.cgroups is not None and self.facts is not None
-        seen = self.cgroups.pids_in(self.filters.cgroup_ids)
-        for pid in seen - self._primed:
-            self.facts.identity(pid)
-        self._primed = seen
+    def _follow_threads(self) -> None:
+        new = self._pid_tids(remember=True) - self.filters.pids
+        self._add_tids(new)
+        self.filters.pids |= new
 
     def poll(self, timeout_ms: int, emit: Emit) -> int:
         if self.ring is None or self.builder is None:
             raise BackendError("backend is not open")
         self._follow()
         self._consume(0 if self.stopping else timeout_ms)
-        self._join_exits()
+        self._read()
         return self._hand_over(emit)
 
-    def _join_exits(self) -> int:
+    def _read(self) -> int:
         """Exit codes from the connector, matched with the kernel side's exit records;
-        returns how many records the ring buffer had meanwhile.
-
-        sched_process_exit runs before proc_exit_connector() sends: once the ring buffer
-        is read after the socket, every code read has its exit record here already."""
+        returns how many records the ring buffer had meanwhile."""
         assert self.ring is not None and self.builder is not None
-        exits = self._deferred_exits + (self.events.read() if self.events else [])
-        self._deferred_exits = []
+        exits = self._take_exits()
         n = self._consume()
-        if n >= self.ring.budget or (self.stopping and n):
-            self._deferred_exits = exits  # the buffer was not emptied: their records may wait
-            return n
-        for e in exits:
-            self._batch += self.builder.proc_exit(e)
-        self.builder.expire(time.monotonic_ns())
+        read_all = n < self.ring.budget and not (self.stopping and n)
+        self._batch += self._join_exits(exits, read_all, self.builder.proc_exit)
+        if read_all:
+            self.builder.expire(time.monotonic_ns())
         return n
 
     def _hand_over(self, emit: Emit, everything: bool = False) -> int:
@@ -583,17 +512,16 @@ class BccBackend(Backend):
         self.stopping = False  # nothing new comes now: what is left is finite, take all of it
         total = 0
         while True:
-            n = self._join_exits()
+            n = self._read()
             total += self._hand_over(emit)
             if n == 0:
                 return total + self._hand_over(emit, everything=True)
 
-    def lost_total(self) -> int:
-        lost = 0
-        if self.bpf is not None:
-            table = self.bpf["lost"]
-            lost = sum(table.getvalue(table.Key(0)))
-        return lost + (self.events.overruns if self.events is not None else 0)
+    def _kernel_lost(self) -> int:
+        if self.bpf is None:
+            return 0
+        table = self.bpf["lost"]
+        return sum(table.getvalue(table.Key(0)))
 
     def cannot_see(self) -> list[str]:
         out = list(CANNOT_SEE)
@@ -614,9 +542,7 @@ class BccBackend(Backend):
             _detach_all(self.bpf)
             self.bpf.cleanup()
             self.bpf = None
-        if self.events is not None:
-            self.events.close()
-            self.events = None
+        self._close_events()
 
 
 def _detach_all(bpf: Any) -> None:

@@ -18,26 +18,26 @@ from collections import namedtuple
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from sigtrace import signals, wire
-from sigtrace.backends import kernel_rules as kr
-from sigtrace.backends.group_exits import GroupExits, bounded_set
+from sigtrace import wire
+from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
+from sigtrace.backends.group_exits import bounded_set
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import (
     Identity,
     Status,
     TaskFacts,
-    si_pid_seen_by,
-    target_state_when_sent,
     unknown_task,
 )
 from sigtrace.backends.userfilter import Filters
-from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
 
 # Flags of bcc_program.c: wire.F_SYSCALL, F_OOM_VICTIM and F_FANOUT mean what they do in
 # bpf/sigtrace.h (which the program includes); these are its own, above the shared bits.
 BT_F_USER_SIGINFO = 1 << 16
 BT_F_TRACKED = 1 << 17
 BT_F_SENDER_EXITING = 1 << 18
+# Why the program's `tracked` map holds a process (track()): its exit is reported either way.
+TRACK_SIGNALLED = 1
+TRACK_OOM_VICTIM = 2
 _KERNEL_FLAGS = wire.F_SYSCALL | wire.F_FANOUT
 
 # bcc_program.c's structs as wire.LAYOUTS lays out sigtrace.h's: (name, struct format) in
@@ -134,8 +134,6 @@ SIZE_DEFINES = {
     if name != "bt_header"
 }
 _NO_UID = 0xFFFFFFFF
-# Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
-_KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
 
@@ -182,9 +180,10 @@ def _subject(rec: wire.Record) -> wire.Task | None:
     return None
 
 
-class RecordBuilder:
-    """Kernel-side records in, wire records out. `track(tgid, bits)` tells the kernel side
-    about a process it knows only by another thread's id (its exit is then reported)."""
+class BccTranslator:
+    """bcc_program.c's records in, events for AssistedRecords, wire records out.
+    `track(tgid, TRACK_*)` tells the kernel side about a process it knows only by another
+    thread's id (its exit is then reported)."""
 
     def __init__(
         self,
@@ -193,11 +192,10 @@ class RecordBuilder:
         filters: Filters,
         track: Callable[[int, int], None] = lambda tgid, bits: None,
     ) -> None:
+        self.records = AssistedRecords(facts, wanted, filters)
         self.facts = facts
-        self.wanted = wanted
         self.filters = filters
         self.track = track
-        self.group_exit = GroupExits()  # tgid → the signal that ends it
         self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
         self.exit_codes = True  # False: no connector, so no exit records
         # /proc as read for this batch of records: a flood reads each process once per batch,
@@ -227,9 +225,7 @@ class RecordBuilder:
             if d.kind == wire.KIND_DELIVER:
                 self._delivered[(d.task.pid, d.r.sig)] = d.r.ts_ns
                 self._delivered[(d.task.tid, d.r.sig)] = d.r.ts_ns
-        out: list[wire.Record] = []
-        for d in decoded:
-            out += self._build(d)
+        out = [rec for d in decoded if (rec := self._build(d)) is not None]
         for rec in out:
             task = _subject(rec)
             if task is not None and task.pid is not None:
@@ -260,17 +256,16 @@ class RecordBuilder:
         n = len(v) - _TASK_FIELDS
         return Decoded(kind, k.head._make(v[:n]), BtTask._make(v[n:]))
 
-    def _build(self, d: Decoded) -> list[wire.Record]:
-        if d.kind == wire.KIND_GENERATE:
-            return self._generate(d.r, d.task)
-        if d.kind == wire.KIND_DELIVER:
-            return self._deliver(d.r, d.task)
-        if d.kind == wire.KIND_SYSCALL:
-            return self._syscall(d.r, d.task)
+    def _build(self, d: Decoded) -> wire.Record | None:
         if d.kind == wire.KIND_EXIT:
             self._exit(d.r, d.task)
-            return []
-        return self._oom(d.r, d.task)
+            return None
+        build = {
+            wire.KIND_GENERATE: self._generate,
+            wire.KIND_DELIVER: self._deliver,
+            wire.KIND_SYSCALL: self._syscall,
+        }.get(d.kind, self._oom)
+        return build(d.r, d.task)
 
     # --- tasks ----------------------------------------------------------------------------
 
@@ -325,158 +320,75 @@ class RecordBuilder:
 
     # --- records --------------------------------------------------------------------------
 
-    def _generate(self, r: Any, k: Any) -> list[wire.Record]:
-        ts, cpu, seq, sys_nr, req_pid, sys_flags, kflags = (
-            r.ts_ns, r.cpu, r.seq, r.sys_nr, r.req_pid, r.sys_flags, r.flags
-        )  # fmt: skip
-        sig, code, si_errno, group, result, ttid, tcomm = (
-            r.sig, r.code, r.si_errno, r.group, r.result, r.target_tid, r.target_comm
-        )  # fmt: skip
+    def _generate(self, r: Any, k: Any) -> wire.Generate | None:
+        ttid, kflags = r.target_tid, r.flags
         sender, sident = self._current(k)
         st = self._status_of(ttid)  # dispositions change: read them for every batch
-        target, tident = self._target(ttid, tcomm)
-        if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
-            return []
-        derived = ["sender.ns_pid"] if sident else []
-        unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
-        # Dequeued before /proc was read (its delivery is in this batch): the mask read is
-        # the handler's (it blocks its own signal while it runs), not the one it met when sent.
-        delivered = self._delivered.get((target.pid or ttid, sig), 0) > ts
-        sent = target_state_when_sent(st, sig, delivered)
-        handler, blocked = sent.handler, sent.blocked
-        flags = (kflags & _KERNEL_FLAGS) | sent.flags
-        if tident is not None:
-            derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
-            if target.ns_pid == 1:
-                flags |= wire.F_UNKILLABLE  # copy_process() makes every pid ns init unkillable
-            if target.pid != ttid:
-                self._track_once(target.pid, 1)  # a thread's signal: the kernel knows only its tid
-        else:
-            unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
-        derived += sent.derived
-        unknown += sent.unknown
-        if kflags & BT_F_SENDER_EXITING and sender.ns_pid == 1:
-            flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
-            derived.append("scope")
-        si_pid, info_kind = self._si_pid(kflags, sys_nr, code, sident, tident)
-        if si_pid is not None:
-            derived.append("si_pid")
-        if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
-            key = target.pid if target.pid is not None else ttid
-            self.group_exit.note(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
-        return [
-            wire.Generate(
-                ts,
-                cpu,
-                seq,
-                sys_nr,
-                req_pid,
-                sys_flags,
-                sig,
-                code,
-                si_errno,
-                si_pid if si_pid is not None else 0,
-                0,  # si_uid: not in the tracepoint
-                info_kind,
-                group,
-                result,
-                handler,
-                flags,
-                sender,
-                target,
-                tuple(derived),
-                tuple(unknown),
-                sent.caught,
+        target, tident = self._target(ttid, r.target_comm)
+        rec = self.records.signal(
+            Sent(
+                ts_ns=r.ts_ns,
+                cpu=r.cpu,
+                sig=r.sig,
+                code=r.code,
+                si_errno=r.si_errno,
+                group=r.group,
+                result=r.result,
+                flags=kflags & _KERNEL_FLAGS,
+                seq=r.seq,
+                sys_nr=r.sys_nr,
+                req_pid=r.req_pid,
+                sys_flags=r.sys_flags,
+                user_siginfo=bool(kflags & BT_F_USER_SIGINFO),
+                teardown=bool(kflags & BT_F_SENDER_EXITING),
+                sender=sender,
+                sender_read=("ns_pid",) if sident else (),
+                sender_ident=sident,
+                target_tid=ttid,
+                target=target,
+                target_ident=tident,
+                target_status=st,
+                delivered_since=self._delivered.get((target.pid or ttid, r.sig), 0) > r.ts_ns,
             )
-        ]
-
-    @staticmethod
-    def _si_pid(
-        kflags: int, sys_nr: int, code: int, sident: Identity | None, tident: Identity | None
-    ) -> tuple[int | None, int]:
-        """kill()'s si_pid from both tasks' namespaces; None where it can't be told."""
-        via_kernel_siginfo = (
-            kflags & wire.F_SYSCALL and sys_nr in _KERNEL_SIGINFO and not kflags & BT_F_USER_SIGINFO
         )
-        if not via_kernel_siginfo:
-            return None, wire.INFO_PRIV if code == kr.SI_KERNEL else wire.INFO_NOINFO
-        if sident is None or tident is None:
-            return None, wire.INFO_NOINFO
-        si_pid = si_pid_seen_by(sident, tident)
-        return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
+        if rec is not None and tident is not None and target.pid != ttid:
+            self._track_once(target.pid, TRACK_SIGNALLED)  # the kernel knows only its tid
+        return rec
 
-    def _deliver(self, r: Any, k: Any) -> list[wire.Record]:
-        ts, cpu, sig, code, sa_handler = r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler
+    def _deliver(self, r: Any, k: Any) -> wire.Deliver | None:
         task, ident = self._current(k)
-        flags = 0
-        gcode = 0
-        info_kind = wire.INFO_PTR
-        derived = ["target.ns_pid"] if ident else []
-        handler = (
-            wire.HANDLER_DFL
-            if sa_handler == 0
-            else wire.HANDLER_IGN
-            if sa_handler == 1
-            else wire.HANDLER_FUNC
+        read = ("ns_pid",) if ident else ()
+        return self.records.delivery(
+            Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read)
         )
-        ge = self.group_exit.get(task.pid)
-        if sig == signals.SIGKILL and code == kr.SI_USER:
-            # get_signal() reports a group exit as SIGKILL without siginfo; the signal behind
-            # it is the one complete_signal() turned into that group exit.
-            if ge is None:
-                return []  # exec() or exit_group() ending the other threads: nothing was sent
-            flags |= wire.F_GROUP_EXIT
-            gcode = ge.sig
-            info_kind = wire.INFO_NOINFO
-            if ge.sig != signals.SIGKILL:
-                derived.append("signal")
-        elif ge is not None and ge.sig == sig and not ge.certain:
-            del self.group_exit[task.pid]  # it was dequeued after all: it had a handler
-        if sig not in self.wanted and gcode not in self.wanted:
-            return []
-        if self.filters.any and not self.filters.matches(task):
-            return []
-        if ident is not None and task.ns_pid == 1:
-            flags |= wire.F_UNKILLABLE
-        if ident is not None and handler == wire.HANDLER_DFL and not flags & wire.F_GROUP_EXIT:
-            derived.append("action")  # an init's SIG_DFL is dropped: known from its ns pid
-        return [
-            wire.Deliver(
-                ts, cpu, sig, code, 0, info_kind, handler, gcode, flags, task, tuple(derived)
-            )
-        ]
 
-    def _syscall(self, r: Any, k: Any) -> list[wire.Record]:
-        ts, cpu, seq, ret, nr, sig = r.ts_ns, r.cpu, r.seq, r.ret, r.nr, r.sig
-        req_pid, req_tid, count, sys_flags = r.req_pid, r.req_tid, r.count, r.sys_flags
+    def _syscall(self, r: Any, k: Any) -> wire.Syscall | None:
         sender, sident = self._current(k)
         # The kernel side applied userfilter.call_is_news, but sees no target's cgroup: a
         # failure's sender (or the pid it named) is matched here.
-        if count == 0 and not self.filters.call_traced(sender, req_pid):
-            return []
-        # A failed call's record shows the sender: its namespace pid came from /proc.
-        derived = ("sender.ns_pid",) if sident else ()
-        rec = wire.Syscall(
-            ts, cpu, seq, ret, nr, sig, req_pid, req_tid, count, sys_flags, sender, derived
-        )
-        return [rec]
+        call = wire.Syscall(
+            r.ts_ns, r.cpu, r.seq, r.ret, r.nr, r.sig, r.req_pid, r.req_tid, r.count,
+            r.sys_flags, sender,
+        )  # fmt: skip
+        read = ("ns_pid",) if sident else ()
+        return self.records.syscall(call, read, news=None if r.count == 0 else True)
 
-    def _oom(self, r: Any, k: Any) -> list[wire.Record]:
-        ts, cpu, vtid, vuid, vcomm = r.ts_ns, r.cpu, r.victim_tid, r.victim_uid, r.victim_comm
+    def _oom(self, r: Any, k: Any) -> wire.Oom | None:
+        vtid = r.victim_tid
         trigger, _ = self._current(k)
         ident = self._identity(vtid)
-        comm = wire.comm_text(vcomm)
+        comm = wire.comm_text(r.victim_comm)
         if ident is not None:
             victim = ident.task._replace(tid=vtid, comm=comm or ident.task.comm)
             if victim.pid != vtid:
-                self.track(victim.pid, 2)
+                self.track(victim.pid, TRACK_OOM_VICTIM)
         else:
             victim = unknown_task(None, vtid, comm)
-        if vuid != _NO_UID:
-            victim = victim._replace(uid=vuid)
+        if r.victim_uid != _NO_UID:
+            victim = victim._replace(uid=r.victim_uid)
         if self.filters.any and not self.filters.matches(victim):
-            return []
-        return [wire.Oom(ts, cpu, victim, trigger)]
+            return None
+        return wire.Oom(r.ts_ns, r.cpu, victim, trigger)
 
     # --- exits ----------------------------------------------------------------------------
 
@@ -500,16 +412,15 @@ class RecordBuilder:
         self.facts.forget(e.tid)
         if p is None:
             return []
-        self.group_exit.pop(p.task.pid, None)
         self.facts.forget(p.task.pid)
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
         took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
-        if not took_part and not (self.filters.any and self.filters.matches(p.task)):
-            return []
-        flags = (p.flags & wire.F_OOM_VICTIM) | (wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0)
-        derived = ("caught",) if caught is not None else ()
-        return [wire.Exit(p.ts_ns, p.cpu, e.exit_code, flags, p.task, caught, derived)]
+        oom = bool(p.flags & wire.F_OOM_VICTIM)
+        rec = self.records.exit(
+            p.ts_ns, p.cpu, e.exit_code, p.task, oom=oom, took_part=took_part, caught=caught
+        )
+        return [rec] if rec is not None else []
 
     def oldest_pending_exit(self) -> int | None:
         """The time of the oldest exit still waiting for its code."""
@@ -519,4 +430,4 @@ class RecordBuilder:
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.group_exit.pop(p.task.pid, None)
+            self.records.group_exit.pop(p.task.pid, None)

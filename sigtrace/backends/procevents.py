@@ -17,6 +17,7 @@ import struct
 import time
 from typing import NamedTuple
 
+from sigtrace import features
 from sigtrace.errors import BackendError, PrivilegeError
 
 PROC_EVENT_NONE = 0x0
@@ -65,14 +66,6 @@ def decode(data: bytes) -> tuple[list[ProcExit], list[tuple[int, int, int]]]:
     return exits, acks
 
 
-def _kernel_at_least(major: int, minor: int) -> bool:
-    try:
-        parts = os.uname().release.split(".")
-        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
-    except (IndexError, ValueError):
-        return False
-
-
 class ProcEvents:
     """A listening process-events socket; `read()` hands over the exits that arrived."""
 
@@ -112,7 +105,7 @@ class ProcEvents:
         self._wait_ack(ack + 1)
         # Since 6.6 a listener can then narrow itself to exits (struct proc_input), so the
         # host's forks and execs never wake us. That request's own ack is filtered out too.
-        if _kernel_at_least(6, 6):
+        if (features.kernel_version() or (0, 0)) >= (6, 6):
             self._send(struct.pack("=II", PROC_CN_MCAST_LISTEN, PROC_EVENT_EXIT), ack)
 
     def _wait_ack(self, want: int) -> None:

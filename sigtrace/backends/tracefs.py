@@ -16,9 +16,9 @@ import select
 import time
 
 from sigtrace import features, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
-from sigtrace.backends.procevents import ProcEvents
-from sigtrace.backends.proctask import CAUGHT_FROM_PROC, TaskFacts
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends.assisted import ProcAssistedBackend
+from sigtrace.backends.proctask import CAUGHT_FROM_PROC
 from sigtrace.backends.tracefs_instance import (
     Instance,
     and_filters,
@@ -27,18 +27,13 @@ from sigtrace.backends.tracefs_instance import (
     remove_stale,
 )
 from sigtrace.backends.tracefs_parse import parse_line, saved_names
-from sigtrace.backends.tracefs_records import SYSCALLS, RecordBuilder
-from sigtrace.backends.userfilter import Filters
+from sigtrace.backends.tracefs_records import TraceLineTranslator
 from sigtrace.config import TraceConfig
-from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.errors import BackendError
-from sigtrace.procfs import Procfs
 from sigtrace.signals import SIGKILL
 
 # Lines handled per poll before handing back to the session (a flood must not starve it).
 LINES_PER_POLL = 20000
-# How often --pid's threads and the followed containers' processes are looked up again.
-PRIME_INTERVAL_NS = 500_000_000
 # ftrace's pid → comm/tgid caches are read again at most this often (a few ms each time).
 SAVED_NAMES_INTERVAL_NS = 50_000_000
 CANNOT_SEE = [
@@ -70,7 +65,7 @@ def _mountable(config: TraceConfig) -> bool:
     return os.path.isdir(os.path.join(config.sys_root, "kernel/tracing"))
 
 
-class TracefsBackend(Backend):
+class TracefsBackend(ProcAssistedBackend):
     name = "tracefs"
 
     @classmethod
@@ -95,15 +90,8 @@ class TracefsBackend(Backend):
     def __init__(self, config: TraceConfig) -> None:
         super().__init__(config)
         self.instance: Instance | None = None
-        self.events: ProcEvents | None = None
-        self.builder: RecordBuilder | None = None
-        self._missing: list[str] = []
+        self.builder: TraceLineTranslator | None = None
         self._partial = b""
-        self._deferred_exits: list = []
-        self._cgroups: CgroupIds | None = None
-        self._facts: TaskFacts | None = None
-        self._primed: set[int] = set()
-        self._primed_at = 0
         self._tids: set[int] = set()
         self._root = ""
         self._names_read_at = 0
@@ -117,43 +105,20 @@ class TracefsBackend(Backend):
             raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
         remove_stale(root, self.config.proc_root)
         self._root = root
-        procfs = Procfs(self.config.proc_root)
-        cgroups = CgroupIds(sys_root=self.config.sys_root)
-        facts = TaskFacts(procfs, cgroups)
-        self._cgroups, self._facts = cgroups, facts
-        filters = Filters(
-            pids=frozenset(self.config.pids),
-            cgroups_active=self.config.filters_cgroups,
-            cgroup_ids=set(self.config.cgroup_ids),
+        facts = self._open_facts(frozenset(self.config.pids))
+        self.builder = TraceLineTranslator(
+            facts, self.config.signals, self.filters, self._saved_names
         )
-        self.builder = RecordBuilder(facts, self.config.signals, filters, self._saved_names)
         try:
             self._open_events()
             self.instance = Instance(root)
             self.instance.create()
-            self._tids = self._pid_tids(procfs, facts)
+            self._tids = self._pid_tids(remember=True)
             self._configure(self.instance)
             self.instance.open_pipe()
         except BaseException:
             self.close()
             raise
-
-    def _open_events(self) -> None:
-        try:
-            self.events = ProcEvents()
-        except BackendError as exc:
-            self._missing.append(f"exit codes: {exc.message}")
-
-    def _pid_tids(self, procfs: Procfs, facts: TaskFacts | None = None) -> set[int]:
-        """--pid's processes and their threads now (the kernel filter matches thread ids)."""
-        tids = set()
-        for pid in self.config.pids:
-            tids.add(pid)
-            with contextlib.suppress(OSError, ValueError):
-                tids |= {int(t) for t in os.listdir(os.path.join(procfs.root, str(pid), "task"))}
-            if facts is not None:
-                facts.identity(pid, fresh=True)  # known for its exit even if never signalled
-        return tids
 
     def _filters(self) -> dict[str, str]:
         """The in-kernel filter of each event that takes the signal or pid filters."""
@@ -190,7 +155,7 @@ class TracefsBackend(Backend):
         syscalls_missing = []
         if not cfg.syscalls:
             self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in SYSCALLS if cfg.syscalls else ():
+        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
             if not inst.has_event(f"syscalls/sys_enter_{name}"):
                 syscalls_missing.append(name)
                 continue
@@ -218,14 +183,9 @@ class TracefsBackend(Backend):
         except OSError:
             return False
 
-    def add_cgroup_ids(self, ids: set[int]) -> None:
-        if self.builder is None:
-            raise BackendError("backend is not open")
-        self.builder.filters.cgroup_ids |= ids
-
     def _saved_names(self, tids: set[int]) -> dict[int, tuple[str | None, int]]:
-        """ftrace's pid → comm and pid → tgid caches, read now (RecordBuilder.confirm); at most
-        every SAVED_NAMES_INTERVAL_NS, else nothing: the tasks stay unnamed."""
+        """ftrace's pid → comm and pid → tgid caches, read now (TraceLineTranslator.confirm);
+        at most every SAVED_NAMES_INTERVAL_NS, else nothing: the tasks stay unnamed."""
         now = time.monotonic_ns()
         if now - self._names_read_at < SAVED_NAMES_INTERVAL_NS:
             return {}
@@ -239,20 +199,10 @@ class TracefsBackend(Backend):
                 texts.append("")
         return saved_names(texts[0], texts[1], tids)
 
-    def _housekeeping(self) -> None:
-        now = time.monotonic_ns()
-        if now - self._primed_at < PRIME_INTERVAL_NS:
-            return
-        self._primed_at = now
-        if self.config.pids:
-            self._follow_threads()
-        if self.builder is not None and self.builder.filters.cgroups_active:
-            self._prime()
-
     def _follow_threads(self) -> None:
         """--pid's processes may start threads: widen the in-kernel filters to them."""
-        assert self._facts is not None and self.instance is not None
-        tids = self._pid_tids(self._facts.procfs)
+        assert self.instance is not None
+        tids = self._pid_tids(remember=False)
         if tids <= self._tids:
             return
         self._tids |= tids
@@ -260,20 +210,10 @@ class TracefsBackend(Backend):
             if event in self.instance.enabled:
                 self.instance.write(f"events/{event}/filter", text or "0")
 
-    def _prime(self) -> None:
-        """Read the identity (and cgroup) of every process in the followed containers now and
-        then: one that is killed is gone from /proc before its line is handled, and its
-        records would lose their container."""
-        assert self.builder is not None and self._cgroups is not None and self._facts is not None
-        seen = self._cgroups.pids_in(self.builder.filters.cgroup_ids)
-        for pid in seen - self._primed:
-            self._facts.identity(pid)
-        self._primed = seen
-
     def poll(self, timeout_ms: int, emit: Emit) -> int:
         if self.instance is None or self.instance.pipe_fd is None or self.builder is None:
             raise BackendError("backend is not open")
-        self._housekeeping()
+        self._follow()
         fds = [self.instance.pipe_fd]
         if self.events is not None:
             fds.append(self.events.fileno())
@@ -299,10 +239,7 @@ class TracefsBackend(Backend):
     def _handle(self, emit: Emit) -> tuple[int, int]:
         """(records handed over, lines read)."""
         assert self.instance is not None and self.builder is not None
-        # Exits first, lines second: sched_process_exit (group_dead) is traced before
-        # proc_exit_connector() sends, so every exit read now has its line in the pipe.
-        exits = self._deferred_exits + (self.events.read() if self.events else [])
-        self._deferred_exits = []
+        exits = self._take_exits()  # first: their sched_process_exit lines are in the pipe
         records: list[wire.Record] = []
         lines = 0
         while lines < LINES_PER_POLL and not (self.stopping and lines):
@@ -320,19 +257,15 @@ class TracefsBackend(Backend):
                 if p is not None:
                     records += self.builder.line(p)
         records = self.builder.confirm(self.builder.patch_tgids(records))
-        if lines >= LINES_PER_POLL or (self.stopping and lines):
-            self._deferred_exits = exits  # their lines may still be in the pipe
-        else:
-            for e in exits:
-                records += self.builder.proc_exit(e)
+        read_all = lines < LINES_PER_POLL and not (self.stopping and lines)
+        records += self._join_exits(exits, read_all, self.builder.proc_exit)
         records.sort(key=lambda r: r.ts_ns)  # stable: lines keep the kernel's order
         for rec in records:
             emit(rec)
         return len(records), lines
 
-    def lost_total(self) -> int:
-        lost = self.instance.lost() if self.instance is not None else 0
-        return lost + (self.events.overruns if self.events is not None else 0)
+    def _kernel_lost(self) -> int:
+        return self.instance.lost() if self.instance is not None else 0
 
     def cannot_see(self) -> list[str]:
         return CANNOT_SEE + (CANNOT_SEE_PIDS if self.config.pids else []) + self._missing
@@ -341,6 +274,4 @@ class TracefsBackend(Backend):
         if self.instance is not None:
             self.instance.close()
             self.instance = None
-        if self.events is not None:
-            self.events.close()
-            self.events = None
+        self._close_events()

@@ -16,30 +16,25 @@ from typing import Any
 
 from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
-from sigtrace.backends.group_exits import GroupExits, bounded_set
+from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
+from sigtrace.backends.group_exits import bounded_set
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import (
-    Identity,
-    TaskFacts,
-    si_pid_seen_by,
-    target_state_when_sent,
-    unknown_task,
-)
+from sigtrace.backends.proctask import Identity, TaskFacts, unknown_task
 from sigtrace.backends.tracefs_parse import signed32
 from sigtrace.backends.userfilter import Filters, call_is_news
-from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO, is_fanout_request
+from sigtrace.classify import is_fanout_request
 
-# syscall name → (wire number, argument names for req_pid, req_tid, flags, siginfo pointer)
-SYSCALLS: dict[str, tuple[int, str, str | None, str | None, str | None]] = {
-    "kill": (wire.SYS_KILL, "pid", None, None, None),
-    "tkill": (wire.SYS_TKILL, "pid", "pid", None, None),
-    "tgkill": (wire.SYS_TGKILL, "tgid", "pid", None, None),
-    "pidfd_send_signal": (wire.SYS_PIDFD_SEND_SIGNAL, "pidfd", None, "flags", "info"),
-    "rt_sigqueueinfo": (wire.SYS_RT_SIGQUEUEINFO, "pid", None, None, "uinfo"),
-    "rt_tgsigqueueinfo": (wire.SYS_RT_TGSIGQUEUEINFO, "tgid", "pid", None, "uinfo"),
+# The kill-family calls (wire.SYSCALL_NAMES) → their argument names for req_pid, req_tid,
+# flags and the siginfo pointer, as the syscall tracepoints print them.
+_ARGS: dict[int, tuple[str, str | None, str | None, str | None]] = {
+    wire.SYS_KILL: ("pid", None, None, None),
+    wire.SYS_TKILL: ("pid", "pid", None, None),
+    wire.SYS_TGKILL: ("tgid", "pid", None, None),
+    wire.SYS_PIDFD_SEND_SIGNAL: ("pidfd", None, "flags", "info"),
+    wire.SYS_RT_SIGQUEUEINFO: ("pid", None, None, "uinfo"),
+    wire.SYS_RT_TGSIGQUEUEINFO: ("tgid", "pid", None, "uinfo"),
 }
-# Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
-_KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
+SYSCALLS = {wire.SYSCALL_NAMES[nr]: (nr, *args) for nr, args in _ARGS.items()}
 
 
 @dataclass
@@ -55,6 +50,8 @@ class Call:
     emitted: int = 0  # ... and that passed the pid/cgroup filters
 
 
+_NO_CALL = Call(seq=0, nr=0, sig=0, req_pid=0, req_tid=0, sys_flags=0, user_siginfo=False)
+
 # A record's current task: the one whose context its line was traced in.
 _CURRENT: dict[type, str] = {
     wire.Generate: "sender",
@@ -65,7 +62,9 @@ _CURRENT: dict[type, str] = {
 SavedNames = Callable[[set[int]], dict[int, tuple[str | None, int]]]
 
 
-class RecordBuilder:
+class TraceLineTranslator:
+    """Parsed trace_pipe lines in, events for AssistedRecords, wire records out."""
+
     def __init__(
         self,
         facts: TaskFacts,
@@ -73,6 +72,7 @@ class RecordBuilder:
         filters: Filters,
         saved_names: SavedNames = lambda tids: {},
     ) -> None:
+        self.records = AssistedRecords(facts, wanted, filters)
         self.facts = facts
         self.saved_names = saved_names  # ftrace's pid → comm/tgid caches, read again now
         self.wanted = wanted
@@ -83,7 +83,6 @@ class RecordBuilder:
         # before the exit code's message (and, for an init, before its namespace teardown)
         self.exiting: dict[int, tuple[str, int]] = {}
         self.tracked: dict[int, bool] = {}  # tgids that took part: their exits are reported
-        self.group_exit = GroupExits()  # tgid → the signal that ends it
         self.oom_victims: dict[int, bool] = {}
         self.tgid_of: dict[int, int] = {}  # tid → tgid, from the lines' record-tgid column
         self.exit_comm: dict[int, str] = {}  # tid → its comm when its group died (the event's)
@@ -115,18 +114,18 @@ class RecordBuilder:
 
     def _task(
         self, tid: int, tgid: int | None, comm: str | None, cached: bool = True
-    ) -> tuple[wire.Task, list[str]]:
-        """(task, its fields read from /proc). A line's task comm and tgid come from ftrace's
-        caches (`cached`), written when a task is switched out after an event: a line read
-        before that names whatever task had this pid earlier. So /proc decides for a task it
-        has; for one gone, confirm() names it at the end of the batch."""
+    ) -> tuple[wire.Task, tuple[str, ...], Identity | None]:
+        """(task, its fields read from /proc, /proc's identity). A line's task comm and tgid
+        come from ftrace's caches (`cached`), written when a task is switched out after an
+        event: a line read before that names whatever task had this pid earlier. So /proc
+        decides for a task it has; for one gone, confirm() names it at the end of the batch."""
         if tid == 0:
-            return unknown_task(None, 0, comm), []  # the idle task: ftrace names it itself
+            return unknown_task(None, 0, comm), (), None  # the idle task: ftrace names it
         ident = self.facts.identity(tid)
         if ident is None:
             if cached:
                 self._unsure.add(tid)
-            return unknown_task(tgid, tid, comm), []
+            return unknown_task(tgid, tid, comm), (), None
         task, read = ident.task, ["ns_pid", "uid"]
         if tgid != task.pid:
             read.append("pid")
@@ -134,10 +133,10 @@ class RecordBuilder:
             task = task._replace(comm=comm)  # an event's own field
         elif comm != task.comm:
             read.append("comm")
-        return task, read
+        return task, tuple(read), ident
 
     def _generate(self, p: dict[str, Any]) -> list[wire.Record]:
-        sig, code, result = p["sig"], p["code"], p["result"]
+        sig, code = p["sig"], p["code"]
         if sig not in self.wanted:
             return []
         stid, ttid = p["common_pid"], p["pid"]
@@ -146,136 +145,59 @@ class RecordBuilder:
             call.count += 1
         else:
             call = None
-        sender, sender_read = self._task(stid, p["common_tgid"], p["common_comm"])
+        sender, sender_read, sident = self._task(stid, p["common_tgid"], p["common_comm"])
         st = self.facts.status(ttid)
         tident = self.facts.identity(ttid)
         if tident is not None:
             target = tident.task._replace(comm=p["comm"])
         else:
             target = unknown_task(None, ttid, p["comm"])
-        if self.filters.any and not (self.filters.matches(sender) or self.filters.matches(target)):
+        c = call or _NO_CALL
+        fanout = call is not None and is_fanout_request(c.nr, c.req_pid, c.sys_flags)
+        rec = self.records.signal(
+            Sent(
+                ts_ns=p["ts_ns"],
+                cpu=p["cpu"],
+                sig=sig,
+                code=code,
+                si_errno=p["errno"],
+                group=p["group"],
+                result=p["result"],
+                flags=(wire.F_SYSCALL if call else 0) | (wire.F_FANOUT if fanout else 0),
+                seq=c.seq,
+                sys_nr=c.nr,
+                req_pid=c.req_pid,
+                sys_flags=c.sys_flags,
+                user_siginfo=c.user_siginfo,
+                teardown=stid in self.exiting and sig == signals.SIGKILL and code == kr.SI_KERNEL,
+                sender=sender,
+                sender_read=sender_read,
+                sender_ident=sident,
+                target_tid=ttid,
+                target=target,
+                target_ident=tident,
+                target_status=st,
+                # /proc read now, not when sent: a caught signal read blocked may be in its
+                # handler; this backend cannot tell (no batch of deliveries ahead).
+                delivered_since=False,
+            )
+        )
+        if rec is None:
             return []
-        derived = [f"sender.{f}" for f in sender_read]
-        unknown = ["target_state.waiting"]  # sigtimedwait: no tracepoint field or /proc file
-        # /proc read now, not when sent: a caught signal read blocked may be in its handler
-        sent = target_state_when_sent(st, sig, delivered_since=False)
-        handler, blocked, flags = sent.handler, sent.blocked, sent.flags
-        if tident is not None:
-            derived += ["target.pid", "target.ns_pid", "target.uid", "target_state.unkillable"]
-            if target.ns_pid == 1:
-                flags |= wire.F_UNKILLABLE
-        else:
-            unknown.append("target_state.unkillable")  # gone from /proc: no namespace pid
-        derived += sent.derived
-        unknown += sent.unknown
-        seq = nr = req_pid = sys_flags = 0
         if call is not None:
             call.emitted += 1
-            flags |= wire.F_SYSCALL
-            seq, nr, req_pid, sys_flags = call.seq, call.nr, call.req_pid, call.sys_flags
-            if is_fanout_request(nr, req_pid, sys_flags):
-                flags |= wire.F_FANOUT
-        if (
-            stid in self.exiting
-            and sig == signals.SIGKILL
-            and code == kr.SI_KERNEL
-            and sender.ns_pid == 1
-        ):
-            flags |= wire.F_TEARDOWN  # zap_pid_ns_processes(): the exiting init kills the rest
-        si_pid, info_kind = self._si_pid(call, code, stid, tident)
-        if si_pid is not None:
-            derived.append("si_pid")
-        key = target.pid if target.pid is not None else ttid
-        bounded_set(self.tracked, key, True)
-        if result in (RESULT_DELIVERED, RESULT_LOSE_INFO):
-            self.group_exit.note(key, sig, handler, blocked, bool(flags & wire.F_PTRACED))
-        return [
-            wire.Generate(
-                p["ts_ns"],
-                p["cpu"],
-                seq,
-                nr,
-                req_pid,
-                sys_flags,
-                sig,
-                code,
-                p["errno"],
-                si_pid if si_pid is not None else 0,
-                0,
-                info_kind,
-                p["group"],
-                result,
-                handler,
-                flags,
-                sender,
-                target,
-                tuple(derived),
-                tuple(unknown),
-                sent.caught,
-            )
-        ]
-
-    def _si_pid(
-        self, call: Call | None, code: int, stid: int, tident: Identity | None
-    ) -> tuple[int | None, int]:
-        """kill()'s si_pid from both tasks' namespaces; None where it can't be told."""
-        if call is None or call.nr not in _KERNEL_SIGINFO or call.user_siginfo:
-            return None, wire.INFO_PRIV if code == kr.SI_KERNEL else wire.INFO_NOINFO
-        sident = self.facts.identity(stid)
-        if sident is None or tident is None:
-            return None, wire.INFO_NOINFO
-        si_pid = si_pid_seen_by(sident, tident)
-        return si_pid, wire.INFO_PTR if si_pid is not None else wire.INFO_NOINFO
+        bounded_set(self.tracked, target.pid if target.pid is not None else ttid, True)
+        return [rec]
 
     def _deliver(self, p: dict[str, Any]) -> list[wire.Record]:
-        sig, code, tid = p["sig"], p["code"], p["common_pid"]
-        task, read = self._task(tid, p["common_tgid"], p["common_comm"])
-        key = task.pid if task.pid is not None else tid
-        flags = 0
-        gcode = 0
-        info_kind = wire.INFO_PTR
-        derived: list[str] = []
-        if sig == signals.SIGKILL and code == kr.SI_USER:
-            # get_signal() reports a group exit as SIGKILL without siginfo; which signal
-            # caused it is the one complete_signal() turned into that group exit.
-            ge = self.group_exit.get(key)
-            if ge is None:
-                return []  # exec() or exit_group() ending the other threads: nothing was sent
-            flags |= wire.F_GROUP_EXIT
-            gcode = ge.sig
-            info_kind = wire.INFO_NOINFO
-            if ge.sig != signals.SIGKILL:
-                derived.append("signal")
-        else:
-            ge = self.group_exit.get(key)
-            if ge is not None and ge.sig == sig and not ge.certain:
-                del self.group_exit[key]  # it was dequeued after all: it had a handler
-        if sig not in self.wanted and gcode not in self.wanted:
+        tid = p["common_pid"]
+        task, read, _ = self._task(tid, p["common_tgid"], p["common_comm"])
+        e = Delivered(p["ts_ns"], p["cpu"], p["sig"], p["code"], p["sa_handler"], task, read)
+        rec = self.records.delivery(e)
+        if rec is None:
             return []
-        if self.filters.any and not self.filters.matches(task):
-            return []
-        if read:
-            derived += [f"target.{f}" for f in read] + ["action"]
-            if task.ns_pid == 1:
-                flags |= wire.F_UNKILLABLE
-        bounded_set(self.tracked, key, True)
-        h = p["sa_handler"]
-        handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
-        return [
-            wire.Deliver(
-                p["ts_ns"],
-                p["cpu"],
-                sig,
-                code,
-                0,
-                info_kind,
-                handler,
-                gcode,
-                flags,
-                task,
-                tuple(derived),
-            )
-        ]
+        bounded_set(self.tracked, task.pid if task.pid is not None else tid, True)
+        return [rec]
 
     def _enter(self, p: dict[str, Any]) -> None:
         spec = SYSCALLS.get(p["syscall"])
@@ -308,32 +230,22 @@ class RecordBuilder:
         news = call_is_news(call.emitted, fan, call.count, ret)
         if news is False:
             return []
-        sender, sender_read = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
-        if news is None and not self.filters.call_traced(sender, call.req_pid):
-            return []
-        return [
+        sender, read, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
+        rec = self.records.syscall(
             wire.Syscall(
-                p["ts_ns"],
-                p["cpu"],
-                call.seq,
-                ret,
-                call.nr,
-                call.sig,
-                call.req_pid,
-                call.req_tid,
-                call.count,
-                call.sys_flags,
-                sender,
-                # A failed call's record shows the sender too: say what came from /proc.
-                tuple(f"sender.{f}" for f in sender_read),
-            )
-        ]
+                p["ts_ns"], p["cpu"], call.seq, ret, call.nr, call.sig, call.req_pid,
+                call.req_tid, call.count, call.sys_flags, sender,
+            ),
+            read,
+            news,
+        )  # fmt: skip
+        return [rec] if rec is not None else []
 
     def _oom(self, p: dict[str, Any]) -> list[wire.Record]:
-        victim, _ = self._task(p["pid"], None, p["comm"], cached=False)
+        victim, _, _ = self._task(p["pid"], None, p["comm"], cached=False)
         if self.filters.any and not self.filters.matches(victim):
             return []
-        trigger, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
+        trigger, _, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
         key = victim.pid if victim.pid is not None else p["pid"]
         bounded_set(self.oom_victims, key, True)
         bounded_set(self.tracked, key, True)
@@ -396,14 +308,10 @@ class RecordBuilder:
             task = unknown_task(e.tgid, e.tid, comm)
         tracked = self.tracked.pop(e.tgid, False)
         oom = self.oom_victims.pop(e.tgid, False)
-        self.group_exit.pop(e.tgid, None)
         caught = self.facts.caught(e.tgid)
         self.facts.forget(e.tid)
         self.facts.forget(e.tgid)
-        if not tracked and not (self.filters.any and self.filters.matches(task)):
-            return []
-        flags = (wire.F_OOM_VICTIM if oom else 0) | (
-            wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0
+        rec = self.records.exit(
+            ts_ns, e.cpu, e.exit_code, task, oom=oom, took_part=tracked, caught=caught
         )
-        derived = ("caught",) if caught is not None else ()
-        return [wire.Exit(ts_ns, e.cpu, e.exit_code, flags, task, caught, derived)]
+        return [rec] if rec is not None else []

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sigtrace import verdicts
 from sigtrace.escape import printable
 from sigtrace.output import Stream
-from sigtrace.stories import parse_time
+from sigtrace.timefmt import parse_time
 
 _COLORS = {
     "ignored": "\033[1;31m",

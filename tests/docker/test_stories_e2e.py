@@ -210,7 +210,7 @@ def wasted_until_exit(v: Record) -> float:
 
 
 def _ns(text: str) -> int:
-    from sigtrace.stories import parse_time
+    from sigtrace.timefmt import parse_time
 
     return parse_time(text)
 

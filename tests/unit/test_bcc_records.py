@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sigtrace import wire
-from sigtrace.backends.bcc_records import BT_F_TRACKED, RecordBuilder, pack
+from sigtrace.backends.bcc_records import BT_F_TRACKED, BccTranslator, pack
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.userfilter import Filters
@@ -32,7 +32,7 @@ def failed_kill(sender: int) -> dict:
         "bt_syscall", ts_ns=1000, kind=wire.KIND_SYSCALL, seq=7, ret=EPERM, nr=wire.SYS_KILL,
         sig=15, req_pid=1, sender={"pid": sender, "tid": sender, "uid": 65534, "comm": b"kill"},
     )  # fmt: skip
-    builder = RecordBuilder(TaskFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters())
+    builder = BccTranslator(TaskFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters())
     (rec,) = builder.build([raw])
     (out,) = Correlator(str).feed(rec)
     assert (out["outcome"], out["reason"], out["sender"]["pid"]) == ("failed", "EPERM", sender)
@@ -71,7 +71,7 @@ def test_a_sigkills_and_an_exits_caught_are_read_from_proc() -> None:
         task={"pid": handler, "tid": handler, "comm": b"p"},
     )  # fmt: skip
     facts = TaskFacts(RecordedProcfs("/nonexistent"))
-    builder = RecordBuilder(facts, frozenset({9, 15}), Filters())
+    builder = BccTranslator(facts, frozenset({9, 15}), Filters())
     records = builder.build([generate(9, handler, 1), generate(15, handler, 2), died])
     records += builder.proc_exit(ProcExit(1010, 0, handler, handler, 9))
     corr = Correlator(str)

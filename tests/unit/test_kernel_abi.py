@@ -98,6 +98,8 @@ def test_the_bcc_program_uses_the_headers_values_and_only_adds_its_own_flags() -
     for name, bit in own.items():
         assert bit & (bit - 1) == 0 and all(bit != s for s in shared), name
         assert bit > max(shared), f"{name} inside the shared flags"
+    track = {k: v for k, v in BCC_CONSTANTS.items() if k.startswith("TRACK_")}
+    assert track == {k: v for k, v in vars(bcc_records).items() if k.startswith("TRACK_")}
 
 
 def test_the_packaged_header_is_the_bpf_one() -> None:

@@ -28,3 +28,12 @@ def test_ack_and_truncated_messages() -> None:
     assert exits == [] and acks == [(7, 43, 1)]
     assert decode((nl + cn)[:30]) == ([], [])  # cut short: nothing, no exception
     assert decode(b"") == ([], [])
+
+
+def test_kernel_version_is_read_once_from_the_release() -> None:
+    from sigtrace.features import kernel_version
+
+    assert kernel_version("6.18.0-1-amd64") == (6, 18)
+    assert kernel_version("6.6-rc1") == (6, 6)
+    assert kernel_version("5.15.0") < (6, 6)  # type: ignore[operator]
+    assert kernel_version("weird") is None

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sigtrace.output.text import TextWriter
-from sigtrace.stories import StoryTracker, parse_time, stop_signal_number
-from sigtrace.timefmt import Clock
+from sigtrace.stories import StoryTracker, stop_signal_number
+from sigtrace.timefmt import Clock, parse_time
 
 STORIES = Path(__file__).parents[1] / "data" / "stories"
 FORMAT = Clock(0).iso  # ns since the epoch -> RFC 3339, the records' own format

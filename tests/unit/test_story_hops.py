@@ -12,7 +12,8 @@ import pytest
 import stop_streams as ss
 from test_stories import jittered, load, run
 
-from sigtrace.stories import StoryTracker, parse_time
+from sigtrace.stories import StoryTracker
+from sigtrace.timefmt import parse_time
 
 STORIES = Path(__file__).parents[1] / "data" / "stories"
 RECORDED = sorted(p.stem for p in STORIES.glob("*.jsonl"))

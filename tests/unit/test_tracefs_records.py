@@ -1,7 +1,7 @@
 """The tracefs backend's records, replayed from lines recorded on the real kernel.
 
 tests/data/tracefs/record.py captured the trace_pipe lines, the process-events exits and each
-workload's /proc status; here they go through RecordBuilder and the Correlator as in a run,
+workload's /proc status; here they go through TraceLineTranslator and the Correlator as in a run,
 with /proc served from the recording.
 """
 
@@ -16,7 +16,7 @@ from sigtrace import wire
 from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.tracefs_parse import parse_line
-from sigtrace.backends.tracefs_records import RecordBuilder, SavedNames
+from sigtrace.backends.tracefs_records import SavedNames, TraceLineTranslator
 from sigtrace.backends.userfilter import Filters
 from sigtrace.correlate import Correlator
 from sigtrace.procfs import Procfs
@@ -40,7 +40,7 @@ class RecordedFacts(TaskFacts):
 
 
 def replay(filters: Filters | None = None, wanted: frozenset[int] = frozenset({9, 15})) -> list:
-    builder = RecordBuilder(
+    builder = TraceLineTranslator(
         RecordedFacts(RecordedProcfs("/nonexistent")), wanted, filters or Filters()
     )
     records: list[wire.Record] = []
@@ -166,7 +166,7 @@ def test_failed_kill_is_one_failed_record(out: list[Rec]) -> None:
 def failed_kill(task: str, *after: str, saved: SavedNames = lambda tids: {}) -> Rec:
     """kill(1, SIGTERM) failing with EPERM, traced as `task` (`comm-pid (tgid)`, as ftrace
     prints it from its caches), then `after` (lines of the same batch)."""
-    builder = RecordBuilder(
+    builder = TraceLineTranslator(
         RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters(), saved
     )
     recs: list[wire.Record] = []
@@ -253,7 +253,7 @@ def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
         "              sh-22636   (  22636) [001] d..1.  6430.000000: signal_generate: sig=9 "
         "errno=0 code=128 comm=sleep pid=99999 grp=1 res=0"
     )
-    builder = RecordBuilder(
+    builder = TraceLineTranslator(
         RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({9}), Filters()
     )
     p = parse_line(line)
