@@ -1,8 +1,9 @@
 """Fixtures for tests against a real one-node Kubernetes (scripts/k8s-node): kubelet 1.20,
 kube-apiserver, etcd and a containerd of the node's own, on loopback.
 
-The session brings the node up (building kubelet and friends on the machine's first run) and
-takes it down at the end, unless it was already up (a developer's `scripts/k8s-node up`).
+The first test brings the node up (building kubelet and friends on the machine's first
+run), the package's last one takes it down, unless it was already up (a developer's
+`scripts/k8s-node up`).
 Skips only when not root; as root, a node that cannot come up is an error naming why.
 """
 
@@ -89,7 +90,9 @@ def _env_of(text: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+# Package scope: the node is down again before the tests after tests/k8s run (they trace the
+# whole host, and the kubelet's housekeeping would be noise there).
+@pytest.fixture(scope="package")
 def k8s_node() -> Iterator[Node]:
     if os.geteuid() != 0:
         pytest.skip("Kubernetes tests need root")
