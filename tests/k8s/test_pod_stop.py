@@ -8,6 +8,7 @@ timeout runs out; then the sandbox (pause) is stopped.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,14 @@ from tests.k8s.scenes import (
     EXEC_FORM,
     GRACE_S,
     SHELL_FORM,
+    VERDICT_TIMEOUT_S,
+    jsonl,
     pod_identity,
     print_stories,
     trace_delete,
     verdicts,
 )
+from tests.tracing import Tracer
 
 if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
     from conftest import Node, Pods
@@ -65,3 +69,41 @@ def test_exec_form_stops_gracefully(k8s_node: Node, pods: Pods, tmp_path: Path) 
     assert v["exit_code"] == 0, v
     assert v["wasted_s"] == 0, v
     assert pod_identity(v) == (pod.namespace, pod.name, pod.container), v["container"]
+
+
+def test_force_delete_still_sends_sigterm_then_the_kubelet_kills(
+    k8s_node: Node, pods: Pods, tmp_path: Path
+) -> None:
+    """`kubectl delete --grace-period=0 --force` under kubelet 1.20: the pod is gone from the
+    API at once, but the kubelet still stops the container with its 2 s floor (runc's SIGTERM,
+    dropped by the shell), and its orphaned-pod cleanup SIGKILLs the pod's processes itself,
+    within that window: not a kill without a stop signal."""
+    pod = pods.run("force", SHELL_FORM, grace_s=GRACE_S)
+    t = Tracer(
+        ["--pod", f"{pod.namespace}/{pod.name}"],
+        tmp_path / "force.jsonl",
+        tmp_path / "force.err",
+        env=k8s_node.env,
+    )
+    t.wait_started()
+    k8s_node.kubectl("-n", pod.namespace, "delete", "pod", pod.name, "--grace-period=0", "--force")
+    deadline = time.monotonic() + VERDICT_TIMEOUT_S
+    while not verdicts(jsonl(t.out_path.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # the sandbox's end
+    records = t.stop()
+    print_stories(records)
+
+    (v,) = verdicts(records)
+    assert v["verdict"] == "ignored_by_pid1" and v["exit_code"] == 137, v
+    assert v["wasted_s"] <= 2.5, v  # the kubelet's floor, not the pod's 5 s
+    assert pod_identity(v) == (pod.namespace, pod.name, pod.container)
+    pid1 = v["pid1"]["pid"]
+    kills = [
+        r
+        for r in records
+        if r["type"] == "signal" and r["signal"] == "SIGKILL" and r["target"]["pid"] == pid1
+    ]
+    # Who: runc (StopContainer's timeout) or, first here, the kubelet's own cleanup.
+    print("SIGKILL to PID 1 from", [k["sender"]["comm"] for k in kills])
+    assert kills and kills[0]["sender"]["comm"] in ("kubelet", "runc"), kills
