@@ -130,17 +130,33 @@ class Pod:
 
 
 class Pods:
-    """run(name, command, grace_s) -> Pod: a hostNetwork pod bound to the node (no scheduler
-    needed), running once, its one container "web" from the st-shellform image; waits until the
-    container printed its first line. close() deletes what is left, without a grace period."""
+    """run(name, command, grace_s, prestop=argv) -> Pod: a hostNetwork pod bound to the node
+    (no scheduler needed), running once, its one container "web" from the st-shellform image,
+    with an exec preStop hook if given; waits until the container printed its first line.
+    close() deletes what is left, without a grace period."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
         self.names: list[str] = []
 
-    def run(self, prefix: str, command: list[str], grace_s: int = 5, ready: str = "ready") -> Pod:
+    def run(
+        self,
+        prefix: str,
+        command: list[str],
+        grace_s: int = 5,
+        ready: str = "ready",
+        prestop: list[str] | None = None,
+    ) -> Pod:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.names.append(name)
+        container: dict[str, Any] = {
+            "name": "web",
+            "image": SHELLFORM_IMAGE,
+            "imagePullPolicy": "Never",
+            "command": command,
+        }
+        if prestop is not None:
+            container["lifecycle"] = {"preStop": {"exec": {"command": prestop}}}
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -152,14 +168,7 @@ class Pods:
                 "enableServiceLinks": False,
                 "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": grace_s,
-                "containers": [
-                    {
-                        "name": "web",
-                        "image": SHELLFORM_IMAGE,
-                        "imagePullPolicy": "Never",
-                        "command": command,
-                    }
-                ],
+                "containers": [container],
             },
         }
         self.node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
