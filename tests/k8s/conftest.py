@@ -81,6 +81,22 @@ class Node:
         return json.loads(self.kubectl("-n", namespace, "get", kind, name, "-o", "json"))
 
 
+# What kubelet's setupKernelTunables writes unless told not to (scripts/k8s-node patches it to
+# warn): the node must leave them as it found them.
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+
+
+def _sysctls() -> dict[str, str]:
+    return {k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}
+
+
 def _env_of(text: str) -> dict[str, str]:
     """`export K=V` lines from `scripts/k8s-node env`."""
     env = {}
@@ -96,6 +112,7 @@ def _env_of(text: str) -> dict[str, str]:
 def k8s_node() -> Iterator[Node]:
     if os.geteuid() != 0:
         pytest.skip("Kubernetes tests need root")
+    sysctls = _sysctls()
     was_up = _node("status", 30).returncode == 0
     if not was_up:
         try:
@@ -119,6 +136,7 @@ def k8s_node() -> Iterator[Node]:
         if not was_up:
             r = _node("down", DOWN_TIMEOUT_S)
             assert r.returncode == 0, f"scripts/k8s-node down failed:\n{_tail(r.stderr)}"
+        assert _sysctls() == sysctls, "the test node changed the host's sysctls"
 
 
 @dataclass(frozen=True)
