@@ -148,9 +148,10 @@ class Pod:
 
 
 class Pods:
-    """run(name, command, grace_s, prestop=argv) -> Pod: a hostNetwork pod bound to the node
-    (no scheduler needed), running once, its one container "web" from the st-shellform image,
-    with an exec preStop hook if given; waits until the container printed its first line.
+    """run(name, command, grace_s, prestop=argv, ...) -> Pod: a hostNetwork pod bound to the
+    node (no scheduler needed), by default running once, its one container "web" from the
+    st-shellform image, with an exec preStop hook or a liveness probe if given; waits until the
+    container printed its first line.
     close() deletes what is left, without a grace period."""
 
     def __init__(self, node: Node) -> None:
@@ -164,6 +165,8 @@ class Pods:
         grace_s: int = 5,
         ready: str = "ready",
         prestop: list[str] | None = None,
+        restart_policy: str = "Never",
+        liveness: dict[str, Any] | None = None,
     ) -> Pod:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         self.names.append(name)
@@ -175,6 +178,8 @@ class Pods:
         }
         if prestop is not None:
             container["lifecycle"] = {"preStop": {"exec": {"command": prestop}}}
+        if liveness is not None:
+            container["livenessProbe"] = liveness
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -184,7 +189,7 @@ class Pods:
                 "hostNetwork": True,  # the node has no CNI: hostNetwork pods need none
                 "dnsPolicy": "Default",
                 "enableServiceLinks": False,
-                "restartPolicy": "Never",
+                "restartPolicy": restart_policy,
                 "terminationGracePeriodSeconds": grace_s,
                 "containers": [container],
             },

@@ -28,9 +28,8 @@ def jsonl(text: str) -> list[Record]:
     return [json.loads(line) for line in text.splitlines() if line.endswith("}")]
 
 
-def trace_delete(node: Node, namespace: str, name: str, tmp_path: Path) -> Tracer:
-    """`sigtrace --pod NS/NAME` running while `kubectl delete pod` stops the pod; returns once
-    the pod is gone and the tracer has written a verdict (or VERDICT_TIMEOUT_S passed)."""
+def trace_pod(node: Node, namespace: str, name: str, tmp_path: Path) -> Tracer:
+    """`sigtrace --pod NS/NAME --format jsonl` against the test node, tracing once returned."""
     t = Tracer(
         ["--pod", f"{namespace}/{name}"],
         tmp_path / f"{name}.jsonl",
@@ -38,6 +37,13 @@ def trace_delete(node: Node, namespace: str, name: str, tmp_path: Path) -> Trace
         env=node.env,
     )
     t.wait_started()
+    return t
+
+
+def trace_delete(node: Node, namespace: str, name: str, tmp_path: Path) -> Tracer:
+    """`sigtrace --pod NS/NAME` running while `kubectl delete pod` stops the pod; returns once
+    the pod is gone and the tracer has written a verdict (or VERDICT_TIMEOUT_S passed)."""
+    t = trace_pod(node, namespace, name, tmp_path)
     node.kubectl("-n", namespace, "delete", "pod", name, "--wait=true", timeout=90)
     deadline = time.monotonic() + VERDICT_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -23,9 +23,9 @@ from tests.k8s.scenes import (
     pod_identity,
     print_stories,
     trace_delete,
+    trace_pod,
     verdicts,
 )
-from tests.tracing import Tracer
 
 if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
     from conftest import Node, Pods
@@ -79,13 +79,7 @@ def test_force_delete_still_sends_sigterm_then_the_kubelet_kills(
     dropped by the shell), and its orphaned-pod cleanup SIGKILLs the pod's processes itself,
     within that window: not a kill without a stop signal."""
     pod = pods.run("force", SHELL_FORM, grace_s=GRACE_S)
-    t = Tracer(
-        ["--pod", f"{pod.namespace}/{pod.name}"],
-        tmp_path / "force.jsonl",
-        tmp_path / "force.err",
-        env=k8s_node.env,
-    )
-    t.wait_started()
+    t = trace_pod(k8s_node, pod.namespace, pod.name, tmp_path)
     k8s_node.kubectl("-n", pod.namespace, "delete", "pod", pod.name, "--grace-period=0", "--force")
     deadline = time.monotonic() + VERDICT_TIMEOUT_S
     while not verdicts(jsonl(t.out_path.read_text())) and time.monotonic() < deadline:
@@ -107,3 +101,38 @@ def test_force_delete_still_sends_sigterm_then_the_kubelet_kills(
     # Who: runc (StopContainer's timeout) or, first here, the kubelet's own cleanup.
     print("SIGKILL to PID 1 from", [k["sender"]["comm"] for k in kills])
     assert kills and kills[0]["sender"]["comm"] in ("kubelet", "runc"), kills
+
+
+def test_a_failing_liveness_probe_tells_a_story_per_restart(
+    k8s_node: Node, pods: Pods, tmp_path: Path
+) -> None:
+    """The kubelet kills and restarts the container on each probe failure, with the pod's
+    grace period (3 s here): every restart is a stop of its own, with its own container id."""
+    pod = pods.run(
+        "liveness",
+        SHELL_FORM,
+        grace_s=3,
+        restart_policy="Always",
+        liveness={
+            "exec": {"command": ["/bin/false"]},
+            "initialDelaySeconds": 4,
+            "periodSeconds": 2,
+            "failureThreshold": 1,
+        },
+    )
+    t = trace_pod(k8s_node, pod.namespace, pod.name, tmp_path)
+    deadline = time.monotonic() + 45
+    while len(verdicts(jsonl(t.out_path.read_text()))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    records = t.stop()
+    print_stories(records)
+
+    vs = verdicts(records)
+    assert len(vs) >= 2, [v["verdict"] for v in vs]
+    assert len({v["container"]["id"] for v in vs}) == len(vs)  # a new container each time
+    for v in vs:
+        assert v["verdict"] == "ignored_by_pid1" and v["exit_code"] == 137, v
+        assert 2.5 <= v["wasted_s"] <= 3.5, v
+        assert pod_identity(v) == (pod.namespace, pod.name, pod.container)
+    restarts = k8s_node.get("pod", pod.name)["status"]["containerStatuses"][0]["restartCount"]
+    assert restarts >= len(vs) - 1, restarts
