@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from sigtrace.stories import parse_time
+from sigtrace.timefmt import parse_time
 from tests.k8s.scenes import (
     GRACE_S,
     SHELL_FORM,
