@@ -78,11 +78,31 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
 
     def emit(verdicts: list[dict]) -> None:
         for v in verdicts:
-            session.emit_extra(v)
+            if not is_pod_sandbox_story(cache, v):
+                session.emit_extra(with_pod_grace(cache, v))
 
     session.observers.append(lambda rec: emit(tracker.feed(rec)))
     session.tickers.append((STORY_INTERVAL_S, lambda: emit(tracker.poll(session.clock.now_iso()))))
     session.on_finish.append(lambda: emit(tracker.flush()))
+
+
+def is_pod_sandbox_story(cache: ContainerCache, verdict: dict) -> bool:
+    """A pod sandbox's (pause) end is the kubelet tearing the pod down after its containers
+    stopped (`runc kill --all`: SIGKILL, no stop signal): part of their story, none of its own."""
+    cid = (verdict.get("container") or {}).get("id")
+    return bool(cid) and cache.get(cid).sandbox
+
+
+def with_pod_grace(cache: ContainerCache, verdict: dict) -> dict:
+    """A pod container's verdict gets its grace budget (sigtrace/kubegrace.py)."""
+    from sigtrace.kubegrace import add_grace
+
+    cid = (verdict.get("container") or {}).get("id")
+    if cid:
+        c = cache.get(cid)
+        if c.pod is not None:
+            add_grace(verdict, c.labels)
+    return verdict
 
 
 class _StopSignals(Mapping[str, int]):

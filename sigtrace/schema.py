@@ -22,7 +22,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from sigtrace import SCHEMA, story_tree, verdicts, wire
+from sigtrace import SCHEMA, kubegrace, story_tree, verdicts, wire
 
 Schema = dict[str, Any]
 ID = "urn:sigtrace:schema:sigtrace.v1"
@@ -243,6 +243,15 @@ RECORDS: dict[str, dict[str, Any]] = {
                     signal=null(SIGNAL_NAME),
                     **{"from": null(ref("short_process"))},
                 )
+            )
+        ),
+        # Kubernetes pods whose runtime shows the kubelet's annotations (sigtrace/kubegrace.py)
+        "grace": opt(
+            obj(
+                period_s=INT,
+                prestop_s=null(NUM),
+                stop_window_s=null(NUM),
+                source=enum(kubegrace.SOURCE_BUNDLE),
             )
         ),
         "killed_by_teardown": array(obj(pid=INT, comm=null(STR))),
