@@ -90,7 +90,7 @@ def is_pod_sandbox_story(cache: ContainerCache, verdict: dict) -> bool:
     """A pod sandbox's (pause) end is the kubelet tearing the pod down after its containers
     stopped (`runc kill --all`: SIGKILL, no stop signal): part of their story, none of its own."""
     cid = (verdict.get("container") or {}).get("id")
-    return bool(cid) and cache.get(cid).sandbox
+    return isinstance(cid, str) and cache.get(cid).sandbox
 
 
 def with_pod_grace(cache: ContainerCache, verdict: dict) -> dict:
