@@ -80,7 +80,7 @@ class Correlator:
                 if rec.syscall_seq:  # its count comes with the syscall's own record
                     self._waiting.setdefault(rec.syscall_seq, []).append(rec)
                     return []
-                # read from registers (--no-syscalls): no record of the call will follow
+                # read from registers (no --syscalls): no record of the call will follow
                 fan = {"id": None, "count": None, "requested": rec.req_pid}
                 out = self._signal(rec, fan)
             else:
