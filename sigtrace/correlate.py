@@ -132,6 +132,14 @@ class Correlator:
                     self._hold_back(g.ts_ns, self._signal(g, None))
         return self._release()
 
+    def pending(self) -> bool:
+        """Records held back: flush() has work to do even when no record comes."""
+        return bool(self._waiting or self._hold)
+
+    def idle(self) -> None:
+        """Before a wait of any length: names described now may be stale by the next record."""
+        self._memo.clear()
+
     def lost(self, count: int, ts_ns: int, reason: str = "buffer") -> Out:
         """`reason`: "buffer", the kernel could not hand them over; "output", sigtrace could
         not write them (the daemon's output failing)."""

@@ -57,6 +57,12 @@ class Backend(ABC):
     def cannot_see(self) -> list[str]:
         return []
 
+    def wake_on(self, fd: int) -> bool:
+        """Also return from poll() when fd becomes readable, and read it empty; then a poll
+        may wait without a timeout (-1). False: this backend cannot, so it is always given
+        one."""
+        return False
+
     def add_cgroup_ids(self, ids: set[int]) -> None:
         """Widen the cgroup filter while tracing (a container started or restarted)."""
         raise NotImplementedError
