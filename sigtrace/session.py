@@ -195,12 +195,13 @@ class Session:
             for out in self.correlator.flush(time.monotonic_ns()):
                 self._out(out)
             self._check_lost()
-            flushed = n == 0
-            if flushed:
-                self.writer.flush()
             while self._deferred:
                 self._deferred.pop(0)()
             self._tick()
+            # After a quiet poll, so that what a ticker wrote (a verdict) waits for no record.
+            flushed = n == 0
+            if flushed:
+                self.writer.flush()
 
     def _wait_s(self, now: float, deadline: float | None, flushed: bool) -> float | None:
         """How long the next poll may wait for records (None: until one comes). Right after

@@ -45,18 +45,27 @@ class FakeBackend(Backend):
 
 
 class Lines:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
     def write(self, rec: dict) -> None:
-        pass
+        self.events.append(rec["type"])
 
     def flush(self) -> None:
-        pass
+        self.events.append("flush")
 
 
-def run(backend: FakeBackend, setup: Callable[[Session], None] = lambda s: None) -> list[int]:
-    session = Session(backend, Lines())
+def run(
+    backend: FakeBackend,
+    setup: Callable[[Session], None] = lambda s: None,
+    lines: Lines | None = None,
+) -> list[int]:
+    session = Session(backend, lines or Lines())
     setup(session)
 
     def count() -> None:
+        if lines is not None:
+            lines.events.append(f"poll {backend.timeouts[-1]}")
         if len(backend.timeouts) >= backend.rounds:
             session.stop()
 
@@ -102,3 +111,19 @@ def test_a_deferred_task_is_run_without_waiting() -> None:
 
     assert run(FakeBackend(2), setup) == [0, -1]
     assert done == [1]
+
+
+def test_what_a_ticker_writes_is_flushed_before_a_long_wait() -> None:
+    """A verdict comes from a ticker, with no record after it: it must not wait for one."""
+    lines, told = Lines(), []
+
+    def setup(s: Session) -> None:
+        def tell() -> None:
+            told.append(1)
+            s.emit_extra({"type": "verdict"})
+
+        s.tickers.append((0.25, tell, lambda: None if told else 0.0))
+
+    run(FakeBackend(2), setup, lines)
+    assert lines.events[:2] == ["start", "flush"]
+    assert lines.events[2:] == ["poll 0", "verdict", "flush", "poll -1", "flush", "stop", "flush"]
