@@ -181,6 +181,7 @@ class Session:
     def _loop(self, duration: float | None) -> None:
         deadline = None if duration is None else time.monotonic() + duration
         flushed = True  # the writer holds nothing: a wait may be long
+        held_since: float | None = None  # when the writer took its oldest unflushed record
         while not self.stopping:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -198,10 +199,15 @@ class Session:
             while self._deferred:
                 self._deferred.pop(0)()
             self._tick()
-            # After a quiet poll, so that what a ticker wrote (a verdict) waits for no record.
-            flushed = n == 0
+            # After a quiet poll, so that what a ticker wrote (a verdict) waits for no record;
+            # and at least every POLL_MS while records trickle in without a pause.
+            after = time.monotonic()
+            if n and held_since is None:
+                held_since = after
+            flushed = n == 0 or after - (held_since or after) >= POLL_MS / 1000
             if flushed:
                 self.writer.flush()
+                held_since = None
 
     def _wait_s(self, now: float, deadline: float | None, flushed: bool) -> float | None:
         """How long the next poll may wait for records (None: until one comes). Right after

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from sigtrace.backends import Backend, Emit
@@ -15,10 +16,11 @@ class FakeBackend(Backend):
 
     name = "fake"
 
-    def __init__(self, rounds: int, can_wake: bool = True) -> None:
+    def __init__(self, rounds: int, can_wake: bool = True, trickle_s: float = 0.0) -> None:
         super().__init__(TraceConfig())
         self.rounds = rounds
         self.can_wake = can_wake
+        self.trickle_s = trickle_s  # > 0: a record at every poll, this far apart
         self.timeouts: list[int] = []
         self.on_poll: Callable[[], None] = lambda: None
 
@@ -35,6 +37,9 @@ class FakeBackend(Backend):
     def poll(self, timeout_ms: int, emit: Emit) -> int:
         self.timeouts.append(timeout_ms)
         self.on_poll()
+        if self.trickle_s:
+            time.sleep(self.trickle_s)
+            return 1
         return 0
 
     def lost_total(self) -> int:
@@ -127,3 +132,12 @@ def test_what_a_ticker_writes_is_flushed_before_a_long_wait() -> None:
     run(FakeBackend(2), setup, lines)
     assert lines.events[:2] == ["start", "flush"]
     assert lines.events[2:] == ["poll 0", "verdict", "flush", "poll -1", "flush", "stop", "flush"]
+
+
+def test_records_that_never_pause_are_still_flushed_every_poll_interval() -> None:
+    """A drain's trickle (a record every 20 ms) must not hold the output back until it ends."""
+    lines = Lines()
+    run(FakeBackend(25, trickle_s=0.02), lines=lines)  # 0.5 s
+    polls = [e for e in lines.events if e.startswith("poll") or e == "flush"]
+    flushes = polls[1:-2].count("flush")  # not the start record's, nor the end's
+    assert 3 <= flushes <= 6, polls
