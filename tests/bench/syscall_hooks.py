@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -57,6 +58,13 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("syscall_hooks: run as root")
     tmp = Path(tempfile.mkdtemp(prefix="sigtrace-hooks-", dir="/dev/shm"))
+    try:
+        measure(tmp, opts.rounds)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(tmp: Path, rounds: int) -> None:
     storm = tmp / "storm"
     subprocess.run(["gcc", "-O2", "-o", str(storm), str(HERE / "storm.c")], check=True)
     env = {**os.environ, "PYTHONPATH": str(snapshot(tmp / "tree"))}
@@ -71,7 +79,7 @@ def main() -> None:
     }
     ratios: dict[str, list[float]] = {m: [] for m in modes}
     stops: dict[str, list[float]] = {m: [] for m in modes}
-    for r in range(opts.rounds):
+    for r in range(rounds):
         for mode, argv in modes.items():
             before = getppid_rate(storm)
             out.unlink(missing_ok=True)
@@ -82,15 +90,20 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            while not (out.exists() and b'"start"' in out.read_bytes()[:4096]):
-                if p.poll() is not None:
-                    raise SystemExit(f"syscall_hooks: {mode}: sigtrace exited {p.returncode}")
-                time.sleep(0.01)
-            traced = getppid_rate(storm)
-            t0 = time.monotonic()
-            p.send_signal(signal.SIGTERM)
-            p.wait(30)
-            stops[mode].append(time.monotonic() - t0)
+            try:
+                while not (out.exists() and b'"start"' in out.read_bytes()[:4096]):
+                    if p.poll() is not None:
+                        raise SystemExit(f"syscall_hooks: {mode}: sigtrace exited {p.returncode}")
+                    time.sleep(0.01)
+                traced = getppid_rate(storm)
+                t0 = time.monotonic()
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
+                stops[mode].append(time.monotonic() - t0)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
             after = getppid_rate(storm)
             ratios[mode].append(traced / ((before + after) / 2))
             print(f"[hooks] round {r}: {mode}: {ratios[mode][-1]:.0%}", file=sys.stderr)
@@ -102,7 +115,7 @@ def main() -> None:
         stop = statistics.median(stops[m])
         print(f"| {m} | {statistics.median(xs):.0%} ({spread}) | {stop:.2f} s |")
     print(
-        f"\n{opts.rounds} rounds, interleaved; load average at the end {os.getloadavg()[0]:.2f}"
+        f"\n{rounds} rounds, interleaved; load average at the end {os.getloadavg()[0]:.2f}"
         f" on {os.cpu_count()} CPUs."
     )
 
