@@ -443,6 +443,10 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 SEC("tp_btf/signal_deliver")
 int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
 {
+	/* Only a SIGKILL can stand for another signal (below): the rest is filtered before any
+	 * read, as every signal of a storm that is not traced comes through here. */
+	if (sig != SIGKILL && !sig_wanted(sig))
+		return 0;
 	struct task_struct *cur = bpf_get_current_task_btf();
 	unsigned int sflags = BPF_CORE_READ(cur, signal, flags);
 	int gcode = BPF_CORE_READ(cur, signal, group_exit_code);

@@ -80,7 +80,7 @@ class Correlator:
                 if rec.syscall_seq:  # its count comes with the syscall's own record
                     self._waiting.setdefault(rec.syscall_seq, []).append(rec)
                     return []
-                # read from registers (--no-syscalls): no record of the call will follow
+                # read from registers (no --syscalls): no record of the call will follow
                 fan = {"id": None, "count": None, "requested": rec.req_pid}
                 out = self._signal(rec, fan)
             else:
@@ -131,6 +131,14 @@ class Correlator:
                 for g in gens:
                     self._hold_back(g.ts_ns, self._signal(g, None))
         return self._release()
+
+    def pending(self) -> bool:
+        """Records held back: flush() has work to do even when no record comes."""
+        return bool(self._waiting or self._hold)
+
+    def idle(self) -> None:
+        """Before a wait of any length: names described now may be stale by the next record."""
+        self._memo.clear()
 
     def lost(self, count: int, ts_ns: int, reason: str = "buffer") -> Out:
         """`reason`: "buffer", the kernel could not hand them over; "output", sigtrace could

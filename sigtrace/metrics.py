@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import os
 import re
+import selectors
 import socket
 import socketserver
 import threading
@@ -347,7 +349,28 @@ class _Server(ThreadingHTTPServer):
         self.metrics = metrics
         self.healthy = healthy
         self.degraded = degraded
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         super().__init__(addr, _Handler)
+
+    def serve_until_closed(self) -> None:
+        """serve_forever() wakes every poll_interval to look for shutdown(); an idle daemon
+        must not wake at all: this sleeps until a connection comes or close() writes."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in sel.select()}
+                if self._wake_r in ready:
+                    return
+                self.handle_request()
+
+    def wake(self) -> None:
+        os.write(self._wake_w, b"x")
+
+    def server_close(self) -> None:
+        super().server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def server_bind(self) -> None:
         # HTTPServer's own looks up the host's FQDN, which stalls where DNS does not answer.
@@ -363,9 +386,9 @@ class MetricsServer:
     _thread: threading.Thread
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.wake()
         self._thread.join(timeout=5)
+        self._server.server_close()
 
 
 def serve(
@@ -384,9 +407,7 @@ def serve(
         server = _Server((host, port), family, metrics, healthy, degraded)
     except OSError as e:
         raise UsageError(f"--metrics {host}:{port}: {e.strerror or e}") from None
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="sigtrace-metrics"
-    )
+    thread = threading.Thread(target=server.serve_until_closed, name="sigtrace-metrics")
     thread.daemon = True
     thread.start()
     return MetricsServer(host, server.server_address[1], server, thread)

@@ -10,6 +10,7 @@ other architectures sigtrace keeps libbpf's consumer (sigtrace.libbpf.RingBuffer
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import select
@@ -50,12 +51,22 @@ class MappedRing:
         )
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
+        self._wake_fd = -1
+
+    def wake_on(self, fd: int) -> None:
+        """A non-blocking fd that also ends a wait (a signal's wakeup fd); read empty here."""
+        self._wake_fd = fd
+        self._ep.register(fd, select.EPOLLIN)
 
     def poll(self, timeout_ms: int) -> int:
-        """Records handed over within timeout_ms (at most `budget`)."""
+        """Records handed over within timeout_ms (< 0: no limit) (at most `budget`)."""
         n = self.consume()
         if n == 0 and not self.should_stop():
-            self._ep.poll(timeout_ms / 1000)
+            events = self._ep.poll(None if timeout_ms < 0 else timeout_ms / 1000)
+            if any(fd == self._wake_fd for fd, _ in events):
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._wake_fd, 4096):
+                        pass
             n = self.consume()
         return n
 

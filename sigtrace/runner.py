@@ -56,7 +56,7 @@ def build_session(
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
     session.observers.append(lambda rec: _forget_dead_container(cache, rec))
-    session.tickers.append((EXPIRE_INTERVAL_S, cache.expire))
+    session.tickers.append((EXPIRE_INTERVAL_S, cache.expire, cache.expires_in))
     _add_stories(session, cache, config)
     if selector.active:
 
@@ -82,7 +82,13 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
                 session.emit_extra(with_pod_grace(cache, v))
 
     session.observers.append(lambda rec: emit(tracker.feed(rec)))
-    session.tickers.append((STORY_INTERVAL_S, lambda: emit(tracker.poll(session.clock.now_iso()))))
+    session.tickers.append(
+        (
+            STORY_INTERVAL_S,
+            lambda: emit(tracker.poll(session.clock.now_iso())),
+            lambda: tracker.wake_in(session.clock.now_iso()),
+        )
+    )
     session.on_finish.append(lambda: emit(tracker.flush()))
 
 

@@ -2,10 +2,16 @@
 
 SIGTERM and SIGINT end it gracefully: stop polling, drain what the kernel already handed
 over, flush the correlator, report lost records, write the stop record, detach.
+
+When nothing happens it sleeps: with a backend that can wait on a file descriptor besides its
+records (the CO-RE ring buffer), it waits without a timeout unless some work is due (a verdict
+to give, held-back records, a lost count to read, a ticker's time), and a signal wakes it
+through Python's wakeup fd. Other backends poll every POLL_MS.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -20,8 +26,14 @@ from sigtrace.rawlog import ByteStream, RawWriter
 from sigtrace.timefmt import Clock
 
 POLL_MS = 100
-# A flood overruns the buffer on every poll: one `lost` record a second says it, not thousands.
+# A flood overruns the buffer on every poll: one `lost` record a second says it, not thousands
+# (and the count, a syscall, is read no more often).
 LOST_EVERY_NS = 1_000_000_000
+
+Task = Callable[[], object]  # what it returns is not used
+# (interval s, fn): fn runs every interval. (interval s, fn, due): fn runs only when due()
+# says it has work (seconds until then; None: none), at most once every interval.
+Ticker = tuple[float, Task] | tuple[float, Task, Callable[[], float | None]]
 
 
 class Session:
@@ -49,12 +61,14 @@ class Session:
         self.live = False
         self.lost_reported = 0
         self.counts: dict[str, int] = {}  # records written, by type: the stop record's `records`
-        self._lost_at = -LOST_EVERY_NS
+        self._lost_read_at = -LOST_EVERY_NS
         self.on_ready = on_ready
         self._deferred: list[Callable[[], None]] = []
         # (interval s, fn): housekeeping run from the loop, e.g. following containers
-        self.tickers: list[tuple[float, Callable[[], object]]] = []
+        self.tickers: list[Ticker] = []
         self._next_tick: dict[int, float] = {}
+        self._lost_pending = False  # records came since the lost count was last read
+        self._wakeup: tuple[int, int, int] | None = None  # (read fd, write fd, the old one)
         self.raw = RawWriter(raw, self.clock.offset_ns) if raw is not None else None
         if self.raw is not None:
             backend.raw_sink = self.raw.write
@@ -95,14 +109,17 @@ class Session:
             self.describer.forget(rec.task.pid)
 
     def _check_lost(self, final: bool = False) -> None:
+        """Records are lost only while the buffer is full, so only after records came is
+        there a count to read: at most once a second."""
         now = time.monotonic_ns()
-        if not final and now - self._lost_at < LOST_EVERY_NS:
+        if not final and (not self._lost_pending or now - self._lost_read_at < LOST_EVERY_NS):
             return
+        self._lost_pending = False
+        self._lost_read_at = now
         total = self.backend.lost_total()
         if total > self.lost_reported:
             self._out(self.correlator.lost(total - self.lost_reported, now))
             self.lost_reported = total
-            self._lost_at = now
 
     def _start_record(self) -> dict:
         cfg = self.backend.config
@@ -123,6 +140,7 @@ class Session:
         old = {s: signal.signal(s, self.stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             self.backend.open()
+            self._wake_on_signals()
             self.live = True
             self._out(self._start_record())
             self.writer.flush()
@@ -132,36 +150,94 @@ class Session:
             self._finish()
         finally:
             self.live = False
+            self._unwake()
             self.backend.close()
             for s, h in old.items():
                 signal.signal(s, h)
         return 0
 
+    def _wake_on_signals(self) -> None:
+        """A wait without a timeout must end at SIGTERM or SIGHUP: Python runs its handler but
+        retries the wait, unless a wakeup fd the backend also waits on becomes readable."""
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if self.backend.wake_on(r):
+                old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                self._wakeup = (r, w, old)
+                return
+        except ValueError:  # not the main thread: no signal handlers either
+            pass
+        os.close(r)
+        os.close(w)
+
+    def _unwake(self) -> None:
+        if self._wakeup is not None:
+            r, w, old = self._wakeup
+            self._wakeup = None
+            signal.set_wakeup_fd(old)
+            os.close(r)
+            os.close(w)
+
     def _loop(self, duration: float | None) -> None:
         deadline = None if duration is None else time.monotonic() + duration
+        flushed = True  # the writer holds nothing: a wait may be long
+        held_since: float | None = None  # when the writer took its oldest unflushed record
         while not self.stopping:
-            timeout = POLL_MS
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                timeout = max(1, min(POLL_MS, int(left * 1000)))
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = self._wait_s(now, deadline, flushed)
+            timeout = -1 if wait is None else math.ceil(wait * 1000)
+            if timeout < 0:
+                self.correlator.idle()
             n = self.backend.poll(timeout, self._emit)
+            if n:
+                self._lost_pending = True
             for out in self.correlator.flush(time.monotonic_ns()):
                 self._out(out)
             self._check_lost()
-            if n == 0:
-                self.writer.flush()
             while self._deferred:
                 self._deferred.pop(0)()
             self._tick()
+            # After a quiet poll, so that what a ticker wrote (a verdict) waits for no record;
+            # and at least every POLL_MS while records trickle in without a pause.
+            after = time.monotonic()
+            if n and held_since is None:
+                held_since = after
+            flushed = n == 0 or after - (held_since or after) >= POLL_MS / 1000
+            if flushed:
+                self.writer.flush()
+                held_since = None
+
+    def _wait_s(self, now: float, deadline: float | None, flushed: bool) -> float | None:
+        """How long the next poll may wait for records (None: until one comes). Right after
+        records, POLL_MS at most: the writer flushes when they stop coming."""
+        waits = [] if flushed and self._wakeup is not None else [POLL_MS / 1000]
+        if deadline is not None:
+            waits.append(deadline - now)
+        if self.correlator.pending():
+            waits.append(POLL_MS / 1000)
+        if self._lost_pending:
+            waits.append((self._lost_read_at + LOST_EVERY_NS) / 1e9 - now)
+        if self._deferred:
+            waits.append(0.0)
+        for i, ticker in enumerate(self.tickers):
+            next_tick = self._next_tick.get(i, 0.0) - now
+            if len(ticker) == 2:
+                waits.append(next_tick)
+            elif (due := ticker[2]()) is not None:
+                waits.append(max(due, next_tick))
+        return max(0.0, min(waits)) if waits else None
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for i, (interval, fn) in enumerate(self.tickers):
-            if now >= self._next_tick.get(i, 0.0):
-                self._next_tick[i] = now + interval
-                fn()
+        for i, ticker in enumerate(self.tickers):
+            if now < self._next_tick.get(i, 0.0):
+                continue
+            if len(ticker) == 3 and ticker[2]() != 0.0:
+                continue  # nothing to do yet, or at all
+            self._next_tick[i] = now + ticker[0]
+            ticker[1]()
 
     def _finish(self) -> None:
         drain = getattr(self.backend, "drain", None)

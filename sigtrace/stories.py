@@ -135,6 +135,20 @@ class StoryTracker:
         self._now = max(self._now, parse_time(now))
         return self._due()
 
+    def wake_in(self, now: str) -> float | None:
+        """Seconds until poll() has a verdict to give or an idle story to drop (None: no story
+        is held, nothing to wake for)."""
+        if not self._open and not self._ending:
+            return None
+        due = [s.end.t + self.settle_ns for s in self._ending if s.end]
+        due += [
+            s.last + int((IDLE_STARTED_S if s.started else IDLE_UNSTARTED_S) * _NS)
+            for s in self._open.values()
+        ]
+        if not due:
+            return None
+        return max(0.0, (min(due) - max(self._now, parse_time(now))) / _NS)
+
     def flush(self) -> list[Rec]:
         """Everything left: ended stories, then stories in progress (`complete: false`)."""
         ending, self._ending = self._ending, []

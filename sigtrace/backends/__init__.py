@@ -57,6 +57,12 @@ class Backend(ABC):
     def cannot_see(self) -> list[str]:
         return []
 
+    def wake_on(self, fd: int) -> bool:
+        """Also return from poll() when fd becomes readable, and read it empty; then a poll
+        may wait without a timeout (-1). False: this backend cannot, so it is always given
+        one."""
+        return False
+
     def add_cgroup_ids(self, ids: set[int]) -> None:
         """Widen the cgroup filter while tracing (a container started or restarted)."""
         raise NotImplementedError
@@ -108,13 +114,13 @@ def select(name: str, config: TraceConfig) -> tuple[type[Backend], str]:
 
 
 # A failed probe's name decides the exit code; its wording does not.
-# The start record's `cannot_see` under --no-syscalls.
+# The start record's `cannot_see` without --syscalls (the default).
 NO_SYSCALLS = (
-    "failed kill() calls (EPERM, ESRCH) and fan-out counts (--no-syscalls; the call of each "
+    "failed kill() calls (EPERM, ESRCH) and fan-out counts (no --syscalls; the call of each "
     "signal is read from its sender's registers on Linux 5.15+)"
 )
 NO_SYSCALLS_NO_REGS = (
-    "kill-family syscalls (--no-syscalls): no syscall names, fan-out counts or failed calls"
+    "kill-family syscalls (no --syscalls): no syscall names, fan-out counts or failed calls"
 )
 
 _PROBE_ERRORS: dict[str, type[SigtraceError]] = {

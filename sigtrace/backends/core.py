@@ -146,6 +146,12 @@ class CoreBackend(Backend):
         assert self._emit is not None
         self._emit(wire.decode(data))
 
+    def wake_on(self, fd: int) -> bool:
+        if not isinstance(self.rb, MappedRing):
+            return False
+        self.rb.wake_on(fd)
+        return True
+
     def poll(self, timeout_ms: int, emit: Emit) -> int:
         if self.rb is None:
             raise BackendError("backend is not open")

@@ -89,8 +89,7 @@ def daemon(
 
     log = Log("sigtrace daemon", log_format, log_level)
     errors_to(log)  # a fatal error is a log line too, in the same format
-    # On every node, all the time: no syscall hook by default (see --syscalls).
-    config = make_config(**opts, default_syscalls=False)  # type: ignore[arg-type]
+    config = make_config(**opts)  # type: ignore[arg-type]
     node = node_name or socket.gethostname()
     sink = (
         LineSink.open(output, "--output", append=True, keep_going=True)

@@ -96,7 +96,7 @@ def trace_options(fn: Callable) -> Callable:
             default=None,
             help="Hook the kill-family syscalls: adds failed kill() calls (EPERM, ESRCH) and "
             "fan-out counts, at a cost to every syscall on the host while tracing "
-            "[default: on for `sigtrace`, off for `sigtrace daemon`].",
+            "[default: off].",
         ),
         click.option("--verbose", "-v", is_flag=True, help="Show libbpf's log."),
         click.option(
@@ -130,7 +130,6 @@ def make_config(
     wait: bool = False,
     buffer_size: str = "4M",
     syscalls: bool | None = None,
-    default_syscalls: bool = True,
 ) -> TraceConfig:
     for p in pids:
         if p <= 0:
@@ -148,7 +147,7 @@ def make_config(
         pods=tuple(pods),
         wait=wait,
         ringbuf_bytes=parse_size(buffer_size),
-        syscalls=default_syscalls if syscalls is None else syscalls,
+        syscalls=bool(syscalls),
     )
 
 

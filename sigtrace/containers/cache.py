@@ -109,6 +109,11 @@ class ContainerCache:
         if entry is not None:
             entry.expires = self._clock() + self.grace_s
 
+    def expires_in(self) -> float | None:
+        """Seconds until expire() has an entry to drop (None: no entry has a time limit)."""
+        times = [e.expires for e in self._entries.values() if e.expires is not None]
+        return max(0.0, min(times) - self._clock()) if times else None
+
     def expire(self) -> int:
         """Drop entries whose time is up; returns how many."""
         now = self._clock()

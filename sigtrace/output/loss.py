@@ -22,8 +22,12 @@ class OutputLossReport:
         self.session = session
         self.sink = sink
         self.encode = encode
-        session.tickers.append((REPORT_EVERY_S, self.report))
+        session.tickers.append((REPORT_EVERY_S, self.report, self.due))
         session.on_finish.append(self.report)  # before the stop record
+
+    def due(self) -> float | None:
+        """Now while records went unwritten, else never: no wakeup for it."""
+        return 0.0 if self.sink.unreported else None
 
     def report(self) -> None:
         count = self.sink.unreported

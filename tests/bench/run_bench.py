@@ -7,11 +7,12 @@ or not. Every process it starts ends with it; `--quick` takes one to two minutes
 
 Rows, all measured in the same run, each as a ratio against the first:
   sigtrace                   --backend core (CO-RE BPF, what auto picks here): the reference,
-                             with the targets it has to meet. It hooks the kill-family
-                             syscalls (its default), which puts every syscall of every process
-                             on the kernel's slow path while it traces.
-  sigtrace --no-syscalls     the same without that hook (what `sigtrace daemon` runs by
-                             default): "n/a" when the sigtrace measured has no such flag.
+                             with the targets it has to meet, in its default mode (no
+                             syscall hook, as `sigtrace daemon`).
+  sigtrace --syscalls        the same with the kill-family syscalls hooked (failed calls,
+                             fan-out counts), which puts every syscall of every process on
+                             the kernel's slow path while it traces: "n/a" when the sigtrace
+                             measured has no such flag.
   sigtrace --backend bcc     its BCC program (compiled at every start) and /proc lookups.
   sigtrace --backend tracefs a private ftrace instance, its text trace_pipe parsed in Python;
                              the bench checks that no instance is left behind.
@@ -21,7 +22,7 @@ Rows, all measured in the same run, each as a ratio against the first:
                              has handled it: that is its cost, and it cannot lose records (its
                              lost columns are n/a). It sees only the storm, the rest the host.
   sigsnoop, bpftrace, BCC    the anchors: tools that report signals, and their cost.
-`--only` selects rows by key (sigtrace, sigtrace-nosys, sigtrace-bcc, sigtrace-tracefs,
+`--only` selects rows by key (sigtrace, sigtrace-syscalls, sigtrace-bcc, sigtrace-tracefs,
 sigtrace-ptrace, sigsnoop, bpftrace, bcc); the sigtrace row is always kept. A cell a tracer
 cannot fill says "n/a" with a numbered footnote, as do numbers that mean something else for
 one tracer.
@@ -41,16 +42,17 @@ What each column measures:
                    bpftrace/BCC: the same five in a predicate; sigsnoop: -s 15, the most it
                    can filter). Every traced storm sits between two untraced ones and is
                    compared with their mean (the untraced rate drifts by tens of percent
-                   within seconds here); median over rounds, and what the tracer reported
-                   lost meanwhile. Storm on CPU 0, tracer on CPU 1.
+                   within seconds here); median over rounds (then the lowest and highest
+                   round), and what the tracer reported lost meanwhile. Storm on CPU 0,
+                   tracer on CPU 1.
   other syscalls   what a tracer costs a process that sends no signal: storm.c -g loops on
                    syscall(SYS_getppid) with each tracer started as for the storm (default
                    filters; ptrace attached to the loop's pid), between two untraced -g
                    loops: ns per call (1e9 / calls/s, median over rounds) and calls/s as a
-                   percentage of the neighbours' mean (median over rounds). Informational,
-                   no target: a hook on the kill-family syscalls (sigtrace's default with
-                   the core, bcc and tracefs backends) slows every syscall on the host;
-                   signal tracepoints alone (--no-syscalls, the anchors) do not.
+                   percentage of the neighbours' mean (median over rounds, then the
+                   lowest and highest round). A hook on the kill-family syscalls
+                   (--syscalls) slows every syscall on the host; signal tracepoints alone
+                   (sigtrace's default, the anchors) do not.
   all signals      every signal traced into a file on tmpfs while the storm runs flat out:
                    records written / (storm start -> tracer done writing, i.e. its CPU time
                    stops growing), and what it reported lost. Also the storm's own kills/s,
@@ -99,6 +101,7 @@ from tracers import (
 TARGET_READY_S = 0.1
 TARGET_RSS_MB = 30.0
 TARGET_STORM_RATIO = 0.95
+TARGET_GETPPID_RATIO = 0.97
 TARGET_RECORDS_S = 150_000
 
 
@@ -531,14 +534,17 @@ def _row_cells(
             c["rss"] = f"{rss:.1f} MB{_ratio(rss, ref_rss)}"
     if st is not None and st_ratio is not None:
         mark = f" {_mark(st_ratio >= TARGET_STORM_RATIO)}" if is_ref else ""
-        c["storm"] = f"{_k(st)}/s ({st_ratio:.0%}){mark}"
+        spread = f"{min(r.storm_ratio):.0%}-{max(r.storm_ratio):.0%}"
+        c["storm"] = f"{_k(st)}/s ({st_ratio:.0%}; {spread}){mark}"
         lost = _med(r.storm_lost)
         if lost:
             c["storm"] += f"; lost {lost:,.0f}"
             if "storm_lost" in r.notes:
                 c["storm"] += notes.cite(r.notes["storm_lost"])
     if gp and gp_ratio is not None:
-        c["getppid"] = f"{1e9 / gp:.0f} ns ({gp_ratio:.0%})"  # informational: no target
+        spread = f"{min(r.getppid_ratio):.0%}-{max(r.getppid_ratio):.0%}"
+        mark = f" {_mark(gp_ratio >= TARGET_GETPPID_RATIO)}" if is_ref else ""
+        c["getppid"] = f"{1e9 / gp:.0f} ns ({gp_ratio:.0%}; {spread}){mark}"
     if a is not None:
         if is_ref:
             # Flat out, the storm offers far more than any tracer here can take, so
@@ -638,7 +644,7 @@ def render(
         f" storm with default filters ≥ {TARGET_STORM_RATIO:.0%} of untraced;"
         f" ≥ {_k(TARGET_RECORDS_S)} records/s with --signal all (max storm: capacity) and"
         f" zero loss (paced {paced} = {_k(2 * opts.paced_rate)} records/s offered);"
-        " other syscalls: informational, no target.",
+        f" other syscalls ≥ {TARGET_GETPPID_RATIO:.0%} of untraced.",
         f"Records: sigtrace JSONL lines, every backend (2 per kill: the signal, with its"
         f" kill() call, and the delivery), anchors text lines (1 per kill). Ratios (nx) are"
         f" against {ref.name} (--backend core, the default). Lost in the storm column: what"
@@ -646,8 +652,8 @@ def render(
         f" Time from SIGTERM/SIGINT to exit: {exits}.",
         "Other syscalls: storm.c -g, a getppid() loop that sends no signal, with each tracer"
         " in its default mode: what tracing costs every other process on the host (a syscall"
-        " hook puts each syscall on the kernel's slow path). `sigtrace daemon` runs as the"
-        " `sigtrace --no-syscalls` row does: no syscall hook unless given --syscalls.",
+        " hook puts each syscall on the kernel's slow path). `sigtrace` and `sigtrace daemon`"
+        " hook no syscall unless given --syscalls (the `sigtrace --syscalls` row).",
     ]
     if ref_all is not None:
         lines.append(
@@ -799,7 +805,7 @@ def main() -> None:
         action="append",
         metavar="ROW",
         help="only these rows (repeatable, or comma-separated), besides the sigtrace row"
-        " every ratio needs: sigtrace, sigtrace-nosys, sigtrace-bcc, sigtrace-tracefs,"
+        " every ratio needs: sigtrace, sigtrace-syscalls, sigtrace-bcc, sigtrace-tracefs,"
         " sigtrace-ptrace, sigsnoop, bpftrace, bcc (the BCC anchor); a word that is no row's"
         " exact name selects every row that contains it (ptrace, tracefs, sigtrace- for all"
         " backends)",

@@ -6,10 +6,10 @@ the nearest it has to sigtrace's five signals) and "all" (every signal), both wr
 a file.
 
 sigtrace runs once per backend: core (the default, the reference every ratio is against),
-core again with --no-syscalls (no kill-family syscall hook: what `sigtrace daemon` runs by
-default), bcc, tracefs and ptrace. ptrace traces given processes only: its argv names
-"{pid}", the storm (or, for time to tracing, an idle storm waiting for its go), which must
-exist before it starts.
+core again with --syscalls (the kill-family syscalls hooked: failed calls and fan-out
+counts, at a cost to every syscall on the host), bcc, tracefs and ptrace. ptrace traces given
+processes only: its argv names "{pid}", the storm (or, for time to tracing, an idle storm
+waiting for its go), which must exist before it starts.
 """
 
 from __future__ import annotations
@@ -272,7 +272,7 @@ def _backends(text: str | None) -> set[str] | None:
 
 
 def sigtrace_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
-    """One row per backend: core (the reference), core --no-syscalls, bcc, tracefs, ptrace."""
+    """One row per backend: core (the reference), core --syscalls, bcc, tracefs, ptrace."""
     st, st_env = sigtrace_command(sigtrace_path)
     missing = "" if VENV_PYTHON.exists() else f"{VENV_PYTHON} missing"
     text = _help(st, st_env) if not missing else None
@@ -280,7 +280,7 @@ def sigtrace_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
     out: list[Tracer] = []
     for backend, key, name, extra in (
         ("core", "sigtrace", "sigtrace", []),
-        ("core", "sigtrace-nosys", "sigtrace --no-syscalls", ["--no-syscalls"]),
+        ("core", "sigtrace-syscalls", "sigtrace --syscalls", ["--syscalls"]),
         ("bcc", "sigtrace-bcc", "sigtrace --backend bcc", []),
         ("tracefs", "sigtrace-tracefs", "sigtrace --backend tracefs", []),
         ("ptrace", "sigtrace-ptrace", "sigtrace --backend ptrace", []),

@@ -177,7 +177,7 @@ def check_start(read: Callable[[], str], alive: Callable[[], bool]) -> dict:
     start = wait_for(read, lambda r: r["type"] == "start", alive)
     assert start["schema"] == "sigtrace.v1" and start["backend"] == "core", start
     # Everything the DaemonSet is meant to see, it sees: no hook is missing. The one entry is
-    # the daemon's own choice (--no-syscalls by default: no syscall hook taxes the node).
+    # the daemon's own choice (no syscall hook by default: it would tax the node).
     assert start["cannot_see"] == [NO_SYSCALLS], start
     return start
 

@@ -136,6 +136,8 @@ def trace_stop(
     tracing stops: not a flush; with `verdict=False`, PID 1's exit is waited for instead)."""
     out = tmp_path / "trace.jsonl"
     cmd = sigtrace("--container", c.name, "--backend", backend, "--format", "jsonl")
+    if backend in ("bcc", "tracefs"):  # no registers read: a kill(-pgid)'s scope needs the hook
+        cmd.append("--syscalls")
     with open(out, "w") as f, open(tmp_path / "trace.err", "w") as err:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=err)
     try:

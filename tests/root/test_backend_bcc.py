@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     Agents = Callable[..., Agent]
 
 ME = os.getpid()
-BCC = ["--backend", "bcc"]
+BCC = ["--backend", "bcc", "--syscalls"]  # fan-outs, failed calls: all it can see
 
 
 def bcc(tracer: StartTracer, sigs: list[str], pids: list[int] | None = None) -> Tracer:

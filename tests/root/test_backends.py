@@ -50,7 +50,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def start(tracer: StartTracer, backend: str, sigs: list[str], pids: list[int]) -> object:
-    return tracer(signals=sigs, pids=pids, extra=["--backend", backend])
+    # --syscalls: everything each backend can see (test_no_syscalls.py: without the hook)
+    return tracer(signals=sigs, pids=pids, extra=["--backend", backend, "--syscalls"])
 
 
 def started(records: list[Record], backend: str) -> Record:

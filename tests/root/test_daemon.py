@@ -4,6 +4,7 @@ its Prometheus counters checked against the JSONL records of the same run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from collections import Counter
@@ -153,3 +154,37 @@ def test_json_log_lines_on_stderr(daemon: Callable[..., Tracer]) -> None:
     quiet = daemon("--log-format", "json", "--log-level", "warning")
     quiet.stop()
     assert quiet.stderr() == ""  # nothing went wrong: nothing at warning or above
+
+
+def test_idle_daemon_wakes_for_sighup_and_sigterm(agents: Agents, tmp_path: Path) -> None:
+    """Idle, the daemon waits with no timeout: a signal must still wake it. logrotate's
+    move-then-SIGHUP goes to a new file, then SIGTERM ends it within a second."""
+    target = agents("USR1=handler")
+    out, moved = tmp_path / "records.jsonl", tmp_path / "records.jsonl.1"
+    d = Tracer(
+        ["--node-name", NODE, "--signal", "USR1", "--pid", str(target.pid), "--output", str(out)],
+        tmp_path / "stdout",
+        tmp_path / "daemon.err",
+        command=("daemon",),
+    )
+    try:
+        wait_for(lambda: out.exists() and '"start"' in out.read_text(), what="start record")
+        time.sleep(0.5)  # idle: nothing to wait for but records and signals
+        out.rename(moved)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(out.exists, what="the output reopened after SIGHUP")
+        os.kill(target.pid, signal.SIGUSR1)
+        target.expect("got 10")
+        wait_for(lambda: '"signal"' in out.read_text(), what="the signal in the new file")
+        time.sleep(0.5)
+        sent = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        code = d.proc.wait(5)
+        took = time.monotonic() - sent
+    finally:
+        d.close()
+    assert code == 0, d.stderr()
+    assert took < 1.0, f"the idle daemon took {took:.2f} s to exit after SIGTERM"
+    old, new = parse_lines(moved.read_text()), parse_lines(out.read_text())
+    assert [r["type"] for r in old] == ["start"]
+    assert [r["type"] for r in new] == ["signal", "deliver", "stop"], new

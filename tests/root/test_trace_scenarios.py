@@ -247,7 +247,7 @@ def test_kill_of_a_process_group_is_one_fanout_of_three(
     members = [leader] + [agents("TERM=handler", process_group=leader.pid) for _ in range(2)]
     pids = {m.pid for m in members}
     assert all(os.getpgid(p) == leader.pid for p in pids)
-    t = tracer(signals=["TERM"], pids=sorted(pids))
+    t = tracer(signals=["TERM"], pids=sorted(pids), extra=["--syscalls"])  # for the count
 
     os.kill(-leader.pid, signal.SIGTERM)
     for m in members:
@@ -273,7 +273,7 @@ def test_kill_of_a_process_group_is_one_fanout_of_three(
 
 def test_kill_without_permission_is_one_failed_record(tracer: StartTracer, agents: Agents) -> None:
     a = agents("TERM=handler")
-    t = tracer(signals=["TERM"], pids=[a.pid])
+    t = tracer(signals=["TERM"], pids=[a.pid], extra=["--syscalls"])  # a failed call: no signal
 
     r = subprocess.run(
         [*NOBODY, "kill", "-TERM", str(a.pid)],
@@ -465,7 +465,7 @@ def test_pid_filter_keeps_other_processes_kill_calls_out_of_the_kernel_buffer(
     sender = agents()
     victim = agents("USR1=handler")
     raw = tmp_path / "trace.raw"
-    t = tracer(signals=["USR1"], pids=[watched.pid], extra=["--save-raw", str(raw)])
+    t = tracer(signals=["USR1"], pids=[watched.pid], extra=["--syscalls", "--save-raw", str(raw)])
 
     sender.run(f"kill {victim.pid} USR1")
     victim.expect("got 10")

@@ -151,6 +151,19 @@ def test_expire_drops_only_entries_past_their_time() -> None:
     assert len(cache) == 1
 
 
+def test_expires_in_is_none_until_an_entry_has_a_time_limit() -> None:
+    """No wakeup to expire anything while every entry is kept until reported gone."""
+    clock = FakeClock()
+    cache = ContainerCache([docker_reader()], grace_s=5.0, clock=clock)
+    cache.get(WEB, "docker")
+    assert cache.expires_in() is None
+    cache.mark_gone(WEB)
+    clock.now += 4
+    assert cache.expires_in() == pytest.approx(1.0)
+    clock.now += 2
+    assert cache.expires_in() == 0.0 and cache.expire() == 1 and cache.expires_in() is None
+
+
 def test_mark_gone_of_unknown_id_is_harmless() -> None:
     cache = ContainerCache([docker_reader()], clock=FakeClock())
     cache.mark_gone(WEB)

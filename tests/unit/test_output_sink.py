@@ -137,7 +137,8 @@ def test_the_loss_report_waits_until_writing_works(tmp_path: Path, full: LineSin
         on_finish=[],
     )
     report = OutputLossReport(session, full, lambda rec: json.dumps(rec) + "\n")  # type: ignore[arg-type]
-    assert session.tickers == [(1.0, report.report)] and session.on_finish == [report.report]
+    assert session.tickers == [(1.0, report.report, report.due)]
+    assert session.on_finish == [report.report] and report.due() is None
     for n in range(3):
         full.write(LINE % n)
     full.flush()

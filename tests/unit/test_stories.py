@@ -319,6 +319,22 @@ def test_verdict_waits_for_the_teardown_then_comes_once() -> None:
     assert tracker.flush() == [] and tracker.poll(FORMAT(end + 9 * 10**9)) == []
 
 
+def test_wake_in_says_when_the_verdict_is_due_and_nothing_once_told() -> None:
+    """The daemon sleeps until then: no story held, no wakeup at all."""
+    records = load("shellform")
+    exit_at = next(i for i, r in enumerate(records) if r["type"] == "exit" and r["process"]["pid1"])
+    tracker = StoryTracker(settle_s=1.5)
+    assert tracker.wake_in(records[0]["time"]) is None
+    for r in records[: exit_at + 1]:
+        tracker.feed(r)
+    end = parse_time(records[exit_at]["time"])
+    assert tracker.wake_in(FORMAT(end)) == pytest.approx(1.5)
+    assert tracker.wake_in(FORMAT(end + 1_000_000_000)) == pytest.approx(0.5)
+    assert tracker.wake_in(FORMAT(end + 2_000_000_000)) == 0.0
+    assert [v["verdict"] for v in tracker.poll(FORMAT(end + 2_000_000_000))] == ["ignored_by_pid1"]
+    assert tracker.wake_in(FORMAT(end + 2_000_000_000)) is None
+
+
 def test_flush_mid_story_is_marked_incomplete() -> None:
     records = load("shellform")
     until_kill = [r for r in records if r["type"] == "start" or r.get("signal") != "SIGKILL"]

@@ -78,7 +78,7 @@ def main() -> None:
     pids = [me, init, init_child, handler.pid, ignorer.pid, blocker.pid, termed.pid, killed.pid]
     pids += procs["pgrp"]
     statuses = {str(p): status(p) for p in pids}
-    cfg = TraceConfig(signals=frozenset({9, 15}), pids=tuple(pids))
+    cfg = TraceConfig(signals=frozenset({9, 15}), pids=tuple(pids), syscalls=True)  # the pgrp call
     backend = TracefsBackend(cfg)
     backend.open()
     assert backend.instance is not None and backend.events is not None
