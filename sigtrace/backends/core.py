@@ -8,7 +8,6 @@ off when the kernel lacks them, and listed in the start record as what this run 
 from __future__ import annotations
 
 import os
-import re
 import struct
 
 from sigtrace import features, ringbuf, signals, syscalls, wire
@@ -18,14 +17,7 @@ from sigtrace.errors import BackendError
 from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
 from sigtrace.ringbuf import MappedRing
 
-SYSCALL_PROGS = (
-    "kill",
-    "tkill",
-    "tgkill",
-    "pidfd_send_signal",
-    "rt_sigqueueinfo",
-    "rt_tgsigqueueinfo",
-)
+SYSCALL_PROGS = tuple(wire.SYSCALL_NAMES.values())  # one program pair per kill-family call
 
 
 def object_path() -> str:
@@ -74,7 +66,7 @@ class CoreBackend(Backend):
             obj.attach_all()
             fd, stop = obj.map_fd("events"), lambda: self.stopping
             if ringbuf.supported():
-                size = _pow2_pages(self.config.ringbuf_bytes)
+                size = self.config.ringbuf_size
                 self.rb = MappedRing(fd, size, self._on_record, should_stop=stop)
             else:
                 self.rb = RingBuffer(lib, fd, self._on_record, should_stop=stop)
@@ -98,7 +90,7 @@ class CoreBackend(Backend):
         for name, nr in (numbers or {}).items():
             settings[f"nr_{name}"] = nr
         obj.set_rodata(settings)
-        obj.set_max_entries("events", _pow2_pages(cfg.ringbuf_bytes))
+        obj.set_max_entries("events", cfg.ringbuf_size)
         # tracefs, not the kernel's BTF: parsing that again costs ~7 ms at every start.
         has_oom = features.tracepoint("oom", "mark_victim", cfg.sys_root).ok
         classic_ok = (
@@ -190,13 +182,5 @@ class CoreBackend(Backend):
 def _has_task_pt_regs() -> bool:
     """bpf_task_pt_regs() (Linux 5.15): the program's own CO-RE check decides whether it is
     used; this decides whether the sys_enter hook can be left out."""
-    m = re.match(r"(\d+)\.(\d+)", features.kernel_release())
-    return m is not None and (int(m.group(1)), int(m.group(2))) >= (5, 15)
-
-
-def _pow2_pages(n: int) -> int:
-    """Ring buffers are a power of two pages."""
-    size = 4096
-    while size < n:
-        size <<= 1
-    return size
+    version = features.kernel_version()
+    return version is not None and version >= (5, 15)
