@@ -240,9 +240,7 @@ class Session:
             ticker[1]()
 
     def _finish(self) -> None:
-        drain = getattr(self.backend, "drain", None)
-        if drain is not None:
-            drain(self._emit)
+        self.backend.drain(self._emit)
         for out in self.correlator.flush(None):
             self._out(out)
         self._check_lost(final=True)

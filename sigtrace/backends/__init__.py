@@ -54,6 +54,11 @@ class Backend(ABC):
     def close(self) -> None:
         """Detach everything; safe to call twice."""
 
+    def drain(self, emit: Emit) -> int:
+        """At the end: hand over what the kernel already holds, without waiting; returns how
+        many records. A backend that holds nothing between polls (ptrace) has nothing."""
+        return 0
+
     def cannot_see(self) -> list[str]:
         return []
 
