@@ -8,7 +8,8 @@ Placeholders a template may use (`render` fills the ones it is given, `?` for th
   line:  {sig} stop signal, {wasted} and {grace} s, {code} PID 1's exit code, {culprit}
   hint:  {sig} (`SIGQUIT`), {short} (`QUIT`), {culprit} (who lost it), {victims} (who paid
          for it), {pid1_is} / {fix} (how PID 1 runs, and so what to change), {init},
-         {grace_text}, {left} (what the teardown ended), {via} (who passed it on)
+         {grace_text}, {left} (what the teardown ended), {via} (who passed it on),
+         {hook} / {period} / {window} (prestop_ate_grace: the grace budget, sigtrace/kubegrace.py)
 """
 
 from __future__ import annotations
@@ -86,6 +87,19 @@ _TABLE = (
         "runtime's SIGKILL",
         "{sig} reached {culprit}, but it was still shutting down when SIGKILL came"
         "{grace_text}: " + GRACE_FIX + ".",
+    ),
+    Verdict(
+        "prestop_ate_grace",
+        False,
+        "the preStop hook ate the grace period: SIGKILL {grace} s after {sig}, still "
+        "stopping, exit {code}",
+        "a pod container's handler of the stop signal ran but was still running at SIGKILL, "
+        "and its preStop hook had taken a share of the grace period first (or all of it: the "
+        "kubelet's 2 s floor)",
+        "{sig} reached {culprit} only after the preStop hook took {hook} of the "
+        "{period} s grace period, leaving {window} s, and it was still shutting down when "
+        "SIGKILL came: make the hook shorter, or raise `terminationGracePeriodSeconds` to "
+        "cover the hook and the shutdown.",
     ),
     Verdict(
         "killed_without_stop_signal",

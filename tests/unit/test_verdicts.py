@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sigtrace import story_rules, verdicts
+from sigtrace import kubegrace, story_rules, verdicts
 from sigtrace.output.text import TextWriter
 
 README = Path(__file__).parents[2] / "README.md"
@@ -37,6 +37,7 @@ def test_every_verdict_the_code_gives_is_in_the_table() -> None:
     given = set(re.findall(r'Judgement\(\s*"(\w+)"', RULES))
     given |= set(re.findall(r'"(\w+)" if sig_ign else "(\w+)"', RULES)[0])
     given |= set(re.findall(r'Prediction\(\s*"(\w+)"', PREDICT))
+    given |= {kubegrace.PRESTOP_ATE_GRACE}  # a slow_shutdown refined by the grace budget
     assert given and given <= set(verdicts.VERDICTS), given - set(verdicts.VERDICTS)
     assert set(verdicts.VERDICTS) <= given | {"killed_without_stop_signal", "oom_killed"}
 
