@@ -58,3 +58,10 @@ def test_text_output_says_the_tables_line() -> None:
     assert (
         "verdict: blocked: SIGQUIT left pending: app(5) blocks it; 2.0 s wasted" in buf.getvalue()
     )
+
+
+@pytest.mark.parametrize("name", sorted(verdicts.VERDICTS))
+def test_each_verdict_has_an_event_reason_kubernetes_style(name: str) -> None:
+    for sig in ("SIGTERM", "SIGQUIT", None):
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", verdicts.event_reason(name, sig))
+    assert verdicts.event_reason("ignored_by_pid1", "SIGTERM") == "SigtermIgnoredByPID1"
