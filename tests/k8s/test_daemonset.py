@@ -185,6 +185,9 @@ def test_the_kubectl_plugin_explains_on_the_pods_node_and_shows_its_records(
     r = kubectl_sigtrace(k8s_node, "explain", f"{shell.namespace}/no-such-pod")
     assert r.returncode == 2 and "no pod" in r.stderr, (r.stdout, r.stderr)
 
+    r = kubectl_sigtrace(k8s_node, "logs", f"{shell.namespace}/{shell.name}")
+    assert r.returncode == 0 and not verdicts(jsonl(r.stdout)), r  # running: no story yet
+    # Once deleted, the pod's node is not known: every node's records about it.
     trace_delete(k8s_node, shell.namespace, shell.name, tmp_path).stop()
     deadline = time.monotonic() + LOG_TIMEOUT_S
     while True:
@@ -194,6 +197,8 @@ def test_the_kubectl_plugin_explains_on_the_pods_node_and_shows_its_records(
         if verdicts(records) or time.monotonic() > deadline:
             break
         time.sleep(1)
+    print(f"$ kubectl sigtrace logs {shell.namespace}/{shell.name}: {len(records)} records")
+    print_stories(records)
     (v,) = verdicts(records)
     assert v["verdict"] == "ignored_by_pid1" and pod_identity(v)[1] == shell.name, v
     # Only records about that pod: each names it somewhere.
