@@ -18,6 +18,12 @@ for them. From those and the story's stop signal and SIGKILL:
   took at least period - 2 s, maybe all of it: how much is not visible in the records);
 - `source`: where the period and hook came from (`bundle`: the runtime's annotations).
 
+A `slow_shutdown` whose budget shows the hook took a share of the grace period (the window
+seen is shorter than the period, or is the kubelet's 2 s floor) becomes `prestop_ate_grace`: the
+app got the stop signal and was SIGKILLed within what the hook left it. Other verdicts stay:
+the stop signal lost (`ignored_by_pid1`, `not_forwarded`, ...) is lost however long the
+window, so more grace is not their fix.
+
 Pure: annotations and numbers in, a dict out. Verdicts of containers outside pods, or of
 pods whose grace period the node does not show, get no `grace`.
 """
@@ -27,10 +33,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from sigtrace import story_text, verdicts
+
 GRACE_PERIOD = "io.kubernetes.pod.terminationGracePeriod"
 PRESTOP_HANDLER = "io.kubernetes.container.preStopHandler"
 MIN_STOP_WINDOW_S = 2  # the kubelet's minimumGracePeriodInSeconds
 SOURCE_BUNDLE = "bundle"
+PRESTOP_ATE_GRACE = "prestop_ate_grace"  # sigtrace/verdicts.py
 
 
 def grace_period(annotations: Mapping[str, str]) -> int | None:
@@ -82,9 +91,52 @@ def grace_budget(annotations: Mapping[str, str], seen_window_s: float | None) ->
     }
 
 
+def hook_share(budget: Mapping) -> str:
+    """The preStop hook's share as text: `2.0 s`, `at least 3 s` (at the floor), `none`."""
+    prestop, window = budget.get("prestop_s"), budget.get("stop_window_s")
+    if prestop is not None:
+        return f"{prestop:.1f} s" if prestop else "none"
+    if window is not None and round(window) <= MIN_STOP_WINDOW_S:
+        return f"at least {max(budget['period_s'] - MIN_STOP_WINDOW_S, 0)} s"
+    return "an unseen share"
+
+
+def budget_text(budget: Mapping) -> str:
+    """`grace 5 s = preStop 2.0 s + stop window 3.0 s` (text output)."""
+    period, window = budget["period_s"], budget.get("stop_window_s")
+    if window is None:
+        return f"grace {period} s, shared with the preStop hook (no SIGKILL showed the split)"
+    floor = round(window) <= MIN_STOP_WINDOW_S < period
+    more = " (the kubelet's 2 s floor)" if floor else ""
+    return f"grace {period} s = preStop {hook_share(budget)} + stop window {window:.1f} s{more}"
+
+
+def hook_ate_grace(verdict: Mapping, annotations: Mapping[str, str]) -> bool:
+    """A slow_shutdown whose preStop hook took a share of the grace period first."""
+    budget = verdict.get("grace")
+    if verdict.get("verdict") != "slow_shutdown" or not budget or prestop_kind(annotations) is None:
+        return False
+    if budget.get("stop_window_s") is None:
+        return False  # no SIGKILL seen: the split is not visible
+    return budget.get("prestop_s") is None or budget["prestop_s"] > 0
+
+
 def add_grace(verdict: dict, annotations: Mapping[str, str]) -> dict:
-    """The verdict with `grace` added when its container's annotations carry a grace period."""
+    """The verdict with `grace` added when its container's annotations carry a grace period,
+    and a slow_shutdown told as prestop_ate_grace when the hook ate into that period."""
     budget = grace_budget(annotations, verdict.get("grace_s"))
-    if budget is not None:
-        verdict["grace"] = budget
+    if budget is None:
+        return verdict
+    verdict["grace"] = budget
+    if hook_ate_grace(verdict, annotations):
+        window = budget["stop_window_s"]
+        verdict["verdict"] = PRESTOP_ATE_GRACE
+        verdict["hint"] = verdicts.hint(
+            PRESTOP_ATE_GRACE,
+            sig=verdict.get("stop_signal") or "the stop signal",
+            culprit=story_text.who(verdict.get("culprit") or verdict.get("pid1")),
+            hook=hook_share(budget),
+            period=budget["period_s"],
+            window=f"{window:.1f}",
+        )
     return verdict

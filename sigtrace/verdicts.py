@@ -8,7 +8,8 @@ Placeholders a template may use (`render` fills the ones it is given, `?` for th
   line:  {sig} stop signal, {wasted} and {grace} s, {code} PID 1's exit code, {culprit}
   hint:  {sig} (`SIGQUIT`), {short} (`QUIT`), {culprit} (who lost it), {victims} (who paid
          for it), {pid1_is} / {fix} (how PID 1 runs, and so what to change), {init},
-         {grace_text}, {left} (what the teardown ended), {via} (who passed it on)
+         {grace_text}, {left} (what the teardown ended), {via} (who passed it on),
+         {hook} / {period} / {window} (prestop_ate_grace: the grace budget, sigtrace/kubegrace.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Verdict:
     line: str  # the text output's verdict line
     meaning: str  # the README's table
     hint: str  # the fix
+    event: str = ""  # a Kubernetes Event's reason (`sigtrace daemon --k8s-events`); {Sig}: Sigterm
 
 
 _TABLE = (
@@ -41,6 +43,7 @@ _TABLE = (
         "every process that handles the stop signal got it (from the runtime, or passed on), "
         "and none of them died by SIGKILL",
         "Nothing to fix.{left}",
+        event="StoppedGracefully",
     ),
     Verdict(
         "ignored_by_pid1",
@@ -49,6 +52,7 @@ _TABLE = (
         "the kernel dropped the stop signal: PID 1 has no handler for it",
         "{pid1_is} no {sig} handler, so the kernel drops {sig} (a namespace's init has no "
         "default action): {fix}",
+        event="{Sig}IgnoredByPID1",
     ),
     Verdict(
         "ignored_sig_ign",
@@ -58,6 +62,7 @@ _TABLE = (
         "it was passed on to (`culprit`)",
         "{culprit}{via} ignores {sig} (SIG_IGN: `trap '' {short}`, or inherited from what "
         "started it): stop ignoring it, or set STOPSIGNAL to a signal it handles.",
+        event="{Sig}Ignored",
     ),
     Verdict(
         "blocked",
@@ -67,6 +72,7 @@ _TABLE = (
         "passed on to) until SIGKILL",
         "{culprit}{via} blocks {sig} (sigprocmask) and never took it, so it stayed pending "
         "until SIGKILL: unblock it, or wait for it (sigwait, signalfd) and shut down, or {init}.",
+        event="{Sig}Blocked",
     ),
     Verdict(
         "not_forwarded",
@@ -77,6 +83,7 @@ _TABLE = (
         "when PID 1 exited first (`killed_by`)",
         "{culprit} {victims}: `exec` the server (exec form, or `exec` in the wrapper), or "
         'forward it and wait for the child (`kill -{short} "$child"; wait "$child"`), or {init}.',
+        event="{Sig}NotForwarded",
     ),
     Verdict(
         "slow_shutdown",
@@ -86,6 +93,21 @@ _TABLE = (
         "runtime's SIGKILL",
         "{sig} reached {culprit}, but it was still shutting down when SIGKILL came"
         "{grace_text}: " + GRACE_FIX + ".",
+        event="SlowShutdown",
+    ),
+    Verdict(
+        "prestop_ate_grace",
+        False,
+        "the preStop hook ate the grace period: SIGKILL {grace} s after {sig}, still "
+        "stopping, exit {code}",
+        "a pod container's handler of the stop signal ran but was still running at SIGKILL, "
+        "and its preStop hook had taken a share of the grace period first (or all of it: the "
+        "kubelet's 2 s floor)",
+        "{sig} reached {culprit} only after the preStop hook took {hook} of the "
+        "{period} s grace period, leaving {window} s, and it was still shutting down when "
+        "SIGKILL came: make the hook shorter, or raise `terminationGracePeriodSeconds` to "
+        "cover the hook and the shutdown.",
+        event="PreStopAteGrace",
     ),
     Verdict(
         "killed_without_stop_signal",
@@ -95,6 +117,7 @@ _TABLE = (
         "The runtime sent SIGKILL with no {sig} first (`docker kill`, `docker rm -f`, or a "
         "grace period of 0), so nothing could shut down cleanly: stop it with `docker stop` "
         "or a grace period above 0.",
+        event="KilledWithoutStopSignal",
     ),
     Verdict(
         "oom_killed",
@@ -104,6 +127,7 @@ _TABLE = (
         "The kernel's OOM killer ended {victims} at the container's memory limit; this was no "
         "stop: raise the limit (`docker run --memory`, Kubernetes "
         "`resources.limits.memory`) or use less memory.",
+        event="OOMKilled",
     ),
 )
 VERDICTS: dict[str, Verdict] = {v.name: v for v in _TABLE}
@@ -127,6 +151,15 @@ def hint(name: str, **fields: Any) -> str:
 def line(name: str, **fields: Any) -> str:
     v = VERDICTS.get(name)
     return render(v.line, **fields) if v else name
+
+
+def event_reason(name: str, sig: str | None) -> str:
+    """The Event reason of a verdict: `SigtermIgnoredByPID1` (CamelCase, as Kubernetes' are)."""
+    v = VERDICTS.get(name)
+    if v is None:
+        return "".join(w.capitalize() for w in name.split("_")) or "Unknown"
+    short = (sig or "").removeprefix("SIG")
+    return v.event.replace("{Sig}", f"Sig{short.lower()}" if short.isalnum() else "StopSignal")
 
 
 def wastes_grace(name: str) -> bool:

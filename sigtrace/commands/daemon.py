@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import click
 
 from sigtrace.commands.options import make_config, trace_options
-from sigtrace.errors import SigtraceError
+from sigtrace.errors import SigtraceError, UsageError
+from sigtrace.k8s_api import target
 from sigtrace.log import FORMATS, LEVELS, Log, errors_to
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ Examples:
   sudo sigtrace daemon --output /var/log/sigtrace/sigtrace.jsonl
   NODE_NAME=node-3 sigtrace daemon --metrics :9090     # metrics on every address
   sigtrace daemon --log-format json 2>>/var/log/sigtrace/daemon.log
+  sigtrace daemon --k8s-events                         # in a pod: Events on the pods
 """
 )
 @trace_options
@@ -72,6 +74,26 @@ Examples:
     envvar="SIGTRACE_LOG_LEVEL",
     help="Leave out log lines below this level.",
 )
+@click.option(
+    "--k8s-events",
+    is_flag=True,
+    default=False,
+    help="Write each non-graceful verdict of a pod as a Kubernetes Event on the pod (in a pod: "
+    "its service account; else --k8s-api and --k8s-token-file).",
+)
+@click.option("--k8s-api", default=None, metavar="URL", help="The API server for --k8s-events.")
+@click.option(
+    "--k8s-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A bearer token for --k8s-api [in a pod: the service account's].",
+)
+@click.option(
+    "--k8s-ca-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="CA bundle to verify --k8s-api with [in a pod: the service account's; else the system's].",
+)
 def daemon(
     output: str | None,
     node_name: str | None,
@@ -79,6 +101,10 @@ def daemon(
     log_format: str,
     log_level: str,
     backend: str,
+    k8s_events: bool,
+    k8s_api: str | None,
+    k8s_token_file: str | None,
+    k8s_ca_file: str | None,
     **opts: object,
 ) -> None:
     """Trace host-wide until SIGTERM/SIGINT, writing JSONL for log pipelines."""
@@ -91,6 +117,9 @@ def daemon(
     errors_to(log)  # a fatal error is a log line too, in the same format
     config = make_config(**opts)  # type: ignore[arg-type]
     node = node_name or socket.gethostname()
+    if not k8s_events and (k8s_api or k8s_token_file or k8s_ca_file):
+        raise UsageError("--k8s-api, --k8s-token-file and --k8s-ca-file need --k8s-events")
+    api_target = target(k8s_api, k8s_token_file, k8s_ca_file) if k8s_events else None
     sink = (
         LineSink.open(output, "--output", append=True, keep_going=True)
         if output
@@ -114,9 +143,23 @@ def daemon(
         )
         log.info(f"metrics on http://{host}:{metrics.port}/metrics", port=metrics.port)
     sink.on_change = lambda err: _output_changed(log, sink, err, m)
+    events = None
+    if api_target is not None:
+        from sigtrace.k8s_api import Api
+        from sigtrace.k8s_events import EventPoster
+
+        events = EventPoster(Api(api_target).post_event, log, node).start()
+        session.observers.append(events.observe)
+        where = f"https://{api_target.host}:{api_target.port}"
+        log.info(f"Kubernetes Events for non-graceful pod verdicts via {where}", api=where)
     try:
         session.run()
     finally:
+        if events is not None:
+            counts = events.close()
+            log.info(
+                "Kubernetes Events: " + ", ".join(f"{n} {k}" for k, n in counts.items()), **counts
+            )
         if metrics is not None:
             metrics.close()
         sink.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sigtrace import verdicts
 from sigtrace.escape import printable
+from sigtrace.kubegrace import budget_text
 from sigtrace.output import Stream
 from sigtrace.timefmt import parse_time
 
@@ -105,6 +106,8 @@ class TextWriter:
         )
         key = "story_ok" if rec["verdict"] == "graceful" else "story_bad"
         lines.append(f"  verdict: {self._paint(key, rec['verdict'])}: {printable(text)}")
+        if isinstance(rec.get("grace"), dict):
+            lines.append(f"  {printable(budget_text(rec['grace']))}")
         lines.append(f"  fix: {printable(rec.get('hint') or '')}")
         if rec.get("caveat"):
             lines.append(f"  note: {printable(rec['caveat'])}")

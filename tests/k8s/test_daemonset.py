@@ -1,7 +1,8 @@
 """The DaemonSet of packaging/kubernetes/sigtrace.yaml on the test node, with the image
 packaging/build-image.sh builds from this checkout: the daemon gets ready on /healthz, writes
-the seed scene's verdict to its log, and stops gracefully (exit 0) when its own pod is deleted
-(checked with sigtrace on the host).
+the seed scene's verdict to its log, answers the kubectl plugin (packaging/kubectl-sigtrace:
+`kubectl sigtrace explain|logs NS/POD`), and stops gracefully (exit 0) when its own pod is
+deleted (checked with sigtrace on the host).
 
 What is changed for the test node, and why (in `for_test_node`; nothing else is):
 - image: the locally built one, imagePullPolicy Never (nothing can be pulled here);
@@ -26,6 +27,7 @@ import yaml
 
 from sigtrace.timefmt import parse_time
 from tests.k8s.scenes import (
+    EXEC_FORM,
     GRACE_S,
     SHELL_FORM,
     jsonl,
@@ -153,6 +155,54 @@ def test_daemon_tells_the_seed_story(
     assert GRACE_S - 1.0 <= v["wasted_s"] <= GRACE_S + 0.5, v
     assert pod_identity(v) == (app.namespace, app.name, app.container)
     assert v["node"] == k8s_node.name  # NODE_NAME from the downward API
+
+
+def kubectl_sigtrace(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl sigtrace ARGS` with packaging/ on PATH: kubectl finds the plugin there."""
+    path = f"{REPO / 'packaging'}:{node.env.get('PATH', os.environ['PATH'])}"
+    return subprocess.run(
+        ["kubectl", "sigtrace", *args],
+        env={**os.environ, **node.env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_kubectl_plugin_explains_on_the_pods_node_and_shows_its_records(
+    k8s_node: Node, daemon: str, pods: Pods, tmp_path: Path
+) -> None:
+    shell = pods.run("plugin-shell", SHELL_FORM, grace_s=GRACE_S)
+    execf = pods.run("plugin-exec", EXEC_FORM, grace_s=GRACE_S)
+    r = kubectl_sigtrace(k8s_node, "explain", f"{shell.namespace}/{shell.name}")
+    print(
+        f"$ kubectl sigtrace explain {shell.namespace}/{shell.name}  -> {r.returncode}\n{r.stdout}"
+    )
+    assert r.returncode == 10 and "ignored_by_pid1" in r.stdout, (r.stdout, r.stderr)
+    r = kubectl_sigtrace(k8s_node, "explain", f"{execf.namespace}/{execf.name}")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = kubectl_sigtrace(k8s_node, "explain", f"{shell.namespace}/no-such-pod")
+    assert r.returncode == 2 and "no pod" in r.stderr, (r.stdout, r.stderr)
+
+    r = kubectl_sigtrace(k8s_node, "logs", f"{shell.namespace}/{shell.name}")
+    assert r.returncode == 0 and not verdicts(jsonl(r.stdout)), r  # running: no story yet
+    # Once deleted, the pod's node is not known: every node's records about it.
+    trace_delete(k8s_node, shell.namespace, shell.name, tmp_path).stop()
+    deadline = time.monotonic() + LOG_TIMEOUT_S
+    while True:
+        r = kubectl_sigtrace(k8s_node, "logs", f"{shell.namespace}/{shell.name}")
+        assert r.returncode == 0, r.stderr
+        records = jsonl(r.stdout)
+        if verdicts(records) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print(f"$ kubectl sigtrace logs {shell.namespace}/{shell.name}: {len(records)} records")
+    print_stories(records)
+    (v,) = verdicts(records)
+    assert v["verdict"] == "ignored_by_pid1" and pod_identity(v)[1] == shell.name, v
+    # Only records about that pod: each names it somewhere.
+    assert all(f'"name":"{shell.name}"' in line for line in r.stdout.splitlines()), r.stdout
 
 
 def test_daemon_stops_gracefully_when_its_pod_is_deleted(

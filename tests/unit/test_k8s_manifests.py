@@ -291,3 +291,50 @@ def test_podmonitor_selects_the_daemonsets_metrics_port() -> None:
         interval = int(re.fullmatch(r"(\d+)s", ep["interval"]).group(1))  # type: ignore[union-attr]
         timeout = int(re.fullmatch(r"(\d+)s", ep["scrapeTimeout"]).group(1))  # type: ignore[union-attr]
         assert timeout <= interval  # Prometheus refuses a config otherwise
+
+
+# --- events-rbac.yaml: --k8s-events' permissions, nothing more -----------------------------
+
+EVENTS_RBAC = K8S / "events-rbac.yaml"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_events_rbac_validates(version: str) -> None:
+    for doc in load(EVENTS_RBAC):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_events_rbac_is_create_events_and_get_pods_for_the_daemonsets_account() -> None:
+    role, binding = load(EVENTS_RBAC)
+    assert (role["kind"], binding["kind"]) == ("ClusterRole", "ClusterRoleBinding")
+    grants = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert grants == {("", "events", "create"), ("", "pods", "get")}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    (account,) = [d for d in load(MAIN) if d["kind"] == "ServiceAccount"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    assert daemonset()["spec"]["template"]["spec"]["serviceAccountName"] == "sigtrace"
+
+
+def test_events_rbac_says_how_to_turn_it_on() -> None:
+    text = EVENTS_RBAC.read_text()
+    assert "--k8s-events" in text and "automountServiceAccountToken" in text
+    # the patch's paths exist in the DaemonSet as shipped
+    spec = daemonset()["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert "--k8s-events" not in container(daemonset())["args"]  # opt-in

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sigtrace import story_rules, verdicts
+from sigtrace import kubegrace, story_rules, verdicts
 from sigtrace.output.text import TextWriter
 
 README = Path(__file__).parents[2] / "README.md"
@@ -37,6 +37,7 @@ def test_every_verdict_the_code_gives_is_in_the_table() -> None:
     given = set(re.findall(r'Judgement\(\s*"(\w+)"', RULES))
     given |= set(re.findall(r'"(\w+)" if sig_ign else "(\w+)"', RULES)[0])
     given |= set(re.findall(r'Prediction\(\s*"(\w+)"', PREDICT))
+    given |= {kubegrace.PRESTOP_ATE_GRACE}  # a slow_shutdown refined by the grace budget
     assert given and given <= set(verdicts.VERDICTS), given - set(verdicts.VERDICTS)
     assert set(verdicts.VERDICTS) <= given | {"killed_without_stop_signal", "oom_killed"}
 
@@ -57,3 +58,10 @@ def test_text_output_says_the_tables_line() -> None:
     assert (
         "verdict: blocked: SIGQUIT left pending: app(5) blocks it; 2.0 s wasted" in buf.getvalue()
     )
+
+
+@pytest.mark.parametrize("name", sorted(verdicts.VERDICTS))
+def test_each_verdict_has_an_event_reason_kubernetes_style(name: str) -> None:
+    for sig in ("SIGTERM", "SIGQUIT", None):
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", verdicts.event_reason(name, sig))
+    assert verdicts.event_reason("ignored_by_pid1", "SIGTERM") == "SigtermIgnoredByPID1"
