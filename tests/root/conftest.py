@@ -36,6 +36,8 @@ REPO, Record = tracing.REPO, tracing.Record
 HERE = Path(__file__).resolve().parent
 # Runs a command as nobody, without root's groups or capabilities.
 NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+ME = os.getpid()  # this pytest process: the sender of the tests' own kill()s
+SIGRTMIN_2 = 36  # what sigtrace (as glibc: SIGRTMIN is 34) names SIGRTMIN+2
 
 # Test modules import the helpers below as `sigtrace_root_helpers`: the name `conftest` is
 # shared with tests/docker and tests/containerd, and only the last one imported keeps it.
@@ -285,8 +287,11 @@ def agent_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+Agents = Callable[..., Agent]  # the agents fixture: agents("TERM=handler", ...) -> Agent
+
+
 @pytest.fixture
-def agents(agent_script: Path) -> Iterator[Callable[..., Agent]]:
+def agents(agent_script: Path) -> Iterator[Agents]:
     """Starts workloads (see Agent); each is killed at teardown."""
     made: list[Agent] = []
 

@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sigtrace_root_helpers import (
+    ME,
     NOBODY,
     REPO,
+    Agents,
     delivers,
     exits,
     one,
@@ -30,13 +31,10 @@ from sigtrace.backends.bcc import BccBackend, locate_bcc
 from sigtrace.config import TraceConfig
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
+    from sigtrace_root_helpers import Record, StartTracer
 
     from tests.tracing import Tracer
 
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
 BCC = ["--backend", "bcc", "--syscalls"]  # fan-outs, failed calls: all it can see
 
 

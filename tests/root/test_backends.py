@@ -14,14 +14,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from sigtrace_root_helpers import (
+    ME,
     NOBODY,
     REPO,
+    SIGRTMIN_2,
+    Agents,
     delivers,
     exits,
     one,
@@ -34,12 +37,8 @@ from sigtrace_root_helpers import (
 from sigtrace.backends import registry
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
+    from sigtrace_root_helpers import Record, StartTracer
 
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
-SIGRTMIN_2 = 36
 BACKENDS = ["core", "tracefs", "ptrace"] + (["bcc"] if "bcc" in registry() else [])
 TRACEFS = Path("/sys/kernel/tracing")
 

@@ -10,17 +10,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import Record, Tracer, flood, parse_lines, wait_for
+from sigtrace_root_helpers import Agents, Record, Tracer, flood, parse_lines, wait_for
 
 from tests.tracing import by_labels, scrape_metrics
 
-if TYPE_CHECKING:
-    from conftest import Agent
-
-Agents = Callable[..., "Agent"]
 NODE = "node-under-test"
 
 

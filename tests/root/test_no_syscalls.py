@@ -6,16 +6,13 @@ is null or absent, and the start record says so."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import one, signals
+from sigtrace_root_helpers import Agents, one, signals
 
 if TYPE_CHECKING:
-    from conftest import Agent, StartTracer
-
-Agents = Callable[..., "Agent"]
+    from sigtrace_root_helpers import StartTracer
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-syscalls"]], ids=["default", "no-syscalls"])

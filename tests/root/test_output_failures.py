@@ -18,20 +18,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import NOBODY, REPO, flood, parse_lines, sigtrace_cmd, wait_for
+from sigtrace_root_helpers import NOBODY, REPO, Agents, flood, parse_lines, sigtrace_cmd, wait_for
 
 from tests.tracing import run_sigtrace as run
 from tests.tracing import scrape_metrics
-
-if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent
-
-    Agents = Callable[..., Agent]
 
 ENOSPC = os.strerror(errno.ENOSPC)
 

@@ -12,13 +12,15 @@ import struct
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from sigtrace_root_helpers import (
+    ME,
     NOBODY,
+    SIGRTMIN_2,
+    Agents,
     delivers,
     exits,
     flood,
@@ -30,12 +32,7 @@ from sigtrace_root_helpers import (
 )
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
-
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
-SIGRTMIN_2 = 36
+    from sigtrace_root_helpers import Record, StartTracer
 
 
 def assert_counts_match(records: list[Record]) -> None:
