@@ -303,3 +303,22 @@ def agents(agent_script: Path) -> Iterator[Agents]:
     yield make
     for a in made:
         a.close()
+
+
+def end_three_ways(
+    agents: Agents, start: Callable[[list[int]], Any]
+) -> tuple[list[Record], Agent, Agent, Agent]:
+    """Three agents traced by start(pids) (it returns a tracer with stop()): one handles
+    SIGTERM and exits 0, one dies of SIGTERM (143), one of SIGKILL (137).
+    Returns (records, clean, termed, killed)."""
+    clean, termed, killed = agents("TERM=handler"), agents(), agents()
+    t = start([clean.pid, termed.pid, killed.pid])
+    os.kill(clean.pid, signal.SIGTERM)
+    clean.expect("got 15")
+    clean.send("exit 0")
+    assert clean.wait() == 0
+    os.kill(termed.pid, signal.SIGTERM)
+    assert termed.wait() == -signal.SIGTERM
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    return t.stop(), clean, termed, killed

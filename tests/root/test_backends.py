@@ -26,6 +26,7 @@ from sigtrace_root_helpers import (
     SIGRTMIN_2,
     Agents,
     delivers,
+    end_three_ways,
     exits,
     one,
     parse_lines,
@@ -176,17 +177,9 @@ def test_sig_ign_is_ignored(tracer: StartTracer, agents: Agents, backend: str) -
 
 
 def test_exit_codes_0_143_137(tracer: StartTracer, agents: Agents, backend: str) -> None:
-    clean, termed, killed = agents("TERM=handler"), agents(), agents()
-    t = start(tracer, backend, ["TERM", "KILL"], [clean.pid, termed.pid, killed.pid])
-    os.kill(clean.pid, signal.SIGTERM)
-    clean.expect("got 15")
-    clean.send("exit 0")
-    assert clean.wait() == 0
-    os.kill(termed.pid, signal.SIGTERM)
-    assert termed.wait() == -signal.SIGTERM
-    os.kill(killed.pid, signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    records = t.stop()  # type: ignore[attr-defined]
+    records, clean, termed, killed = end_three_ways(
+        agents, lambda pids: start(tracer, backend, ["TERM", "KILL"], pids)
+    )
 
     for proc, code, sig in ((clean, 0, None), (termed, 143, "SIGTERM"), (killed, 137, "SIGKILL")):
         ex = one(exits(records, pid=proc.pid), f"exit {code}")

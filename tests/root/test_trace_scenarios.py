@@ -22,6 +22,7 @@ from sigtrace_root_helpers import (
     SIGRTMIN_2,
     Agents,
     delivers,
+    end_three_ways,
     exits,
     flood,
     one,
@@ -316,20 +317,9 @@ def test_unfiltered_a_namespace_init_that_exits_by_itself_is_reported(
 
 
 def test_exit_codes_after_traced_signals(tracer: StartTracer, agents: Agents) -> None:
-    clean = agents("TERM=handler")
-    termed = agents()
-    killed = agents()
-    t = tracer(signals=["TERM", "KILL"], pids=[clean.pid, termed.pid, killed.pid])
-
-    os.kill(clean.pid, signal.SIGTERM)
-    clean.expect("got 15")
-    clean.send("exit 0")
-    assert clean.wait() == 0
-    os.kill(termed.pid, signal.SIGTERM)
-    assert termed.wait() == -signal.SIGTERM
-    os.kill(killed.pid, signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    records = t.stop()
+    records, clean, termed, killed = end_three_ways(
+        agents, lambda pids: tracer(signals=["TERM", "KILL"], pids=pids)
+    )
 
     ex = one(exits(records, pid=clean.pid), "exit of the clean process")
     assert (ex["exit_code"], ex["signal"], ex["core_dumped"]) == (0, None, False)
