@@ -463,19 +463,27 @@ def _auto(tracer: StartTracer, pids: list[int], sys_root: Path | None) -> object
     return tracer(signals=["TERM"], pids=pids, extra=extra)
 
 
+def _auto_sees_term(
+    tracer: StartTracer, agents: Agents, sys_root: Path
+) -> tuple[list[Record], int]:
+    """The automatic backend choice traces a SIGTERM to an agent that handles it:
+    (records, the agent's pid)."""
+    a = agents("TERM=handler")
+    t = _auto(tracer, [a.pid], sys_root)
+    os.kill(a.pid, signal.SIGTERM)
+    a.expect("got 15")
+    return t.stop(), a.pid  # type: ignore[attr-defined]
+
+
 def test_auto_without_btf_chooses_tracefs(
     tracer: StartTracer, agents: Agents, sys_without_btf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if "bcc" in BACKENDS:
         monkeypatch.setenv("SIGTRACE_DENY_BPF", "1")  # BCC needs no BTF: refuse bpf() too
-    a = agents("TERM=handler")
-    t = _auto(tracer, [a.pid], sys_without_btf)
-    os.kill(a.pid, signal.SIGTERM)
-    a.expect("got 15")
-    records = t.stop()  # type: ignore[attr-defined]
+    records, pid = _auto_sees_term(tracer, agents, sys_without_btf)
     first = started(records, "tracefs")
     assert "skipped core (" in first["why"]
-    assert one(signals(records, target_pid=a.pid))["outcome"] == "delivered"
+    assert one(signals(records, target_pid=pid))["outcome"] == "delivered"
 
 
 def test_auto_with_bpf_refused_chooses_tracefs(
@@ -494,14 +502,10 @@ def test_auto_without_btf_and_tracefs_chooses_ptrace(
 ) -> None:
     monkeypatch.setenv("SIGTRACE_DENY_BPF", "1")
     (sys_without_btf / "kernel" / "tracing").unlink()
-    a = agents("TERM=handler")
-    t = _auto(tracer, [a.pid], sys_without_btf)
-    os.kill(a.pid, signal.SIGTERM)
-    a.expect("got 15")
-    records = t.stop()  # type: ignore[attr-defined]
+    records, pid = _auto_sees_term(tracer, agents, sys_without_btf)
     first = started(records, "ptrace")
     assert "tracefs (tracefs: no tracefs under" in first["why"]
-    assert one(delivers(records, pid=a.pid))["action"] == "handler"
+    assert one(delivers(records, pid=pid))["action"] == "handler"
 
 
 def test_ptrace_needs_targets() -> None:
