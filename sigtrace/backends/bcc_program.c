@@ -391,80 +391,37 @@ out:
 	return 0;
 }
 
-/* The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+/* A kill-family call's two probes, `pid`, `tid` and `sys_flags` its arguments as sys_enter()
+ * takes them. The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+#define KILL_CALL(name, nr, pid, tid, sys_flags, flags)                                    \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                        \
+	{                                                                                   \
+		return sys_enter(nr, (s32)args->sig, (s32)(pid), (s32)(tid), (u32)(sys_flags), \
+				 flags);                                                    \
+	}                                                                                   \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                         \
+	{                                                                                   \
+		return sys_exit(args->ret);                                                 \
+	}
+
 #ifdef HAVE_SYS_KILL
-TRACEPOINT_PROBE(syscalls, sys_enter_kill)
-{
-	return sys_enter(ST_SYS_KILL, (s32)args->sig, (s32)args->pid, 0, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_kill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(kill, ST_SYS_KILL, args->pid, 0, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
-{
-	return sys_enter(ST_SYS_TKILL, (s32)args->sig, (s32)args->pid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tkill, ST_SYS_TKILL, args->pid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TGKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
-{
-	return sys_enter(ST_SYS_TGKILL, (s32)args->sig, (s32)args->tgid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tgkill, ST_SYS_TGKILL, args->tgid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_PIDFD_SEND_SIGNAL
-TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
-{
-	return sys_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)args->sig, (s32)args->pidfd, 0,
-			 (u32)args->flags, args->info ? BT_F_USER_SIGINFO : 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(pidfd_send_signal, ST_SYS_PIDFD_SEND_SIGNAL, args->pidfd, 0, args->flags,
+	  args->info ? BT_F_USER_SIGINFO : 0)
 #endif
-
 #ifdef HAVE_SYS_RT_SIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)args->sig, (s32)args->pid, 0, 0,
-			 BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_sigqueueinfo, ST_SYS_RT_SIGQUEUEINFO, args->pid, 0, 0, BT_F_USER_SIGINFO)
 #endif
-
 #ifdef HAVE_SYS_RT_TGSIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_tgsigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)args->sig, (s32)args->tgid, (s32)args->pid,
-			 0, BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_tgsigqueueinfo, ST_SYS_RT_TGSIGQUEUEINFO, args->tgid, args->pid, 0, BT_F_USER_SIGINFO)
 #endif
 
 /* The format has no exit code: user space joins these with the process-events connector's. */
