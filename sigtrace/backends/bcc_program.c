@@ -11,7 +11,7 @@
  * FILTER_CGROUPS (in-kernel cgroup filter for events whose subject is current),
  * RINGBUF_PAGES, HAVE_SYS_<call>, EXIT_HAS_GROUP_DEAD, HAVE_OOM, OOM_HAS_COMM, OOM_HAS_UID,
  * and the record sizes user space decodes (BT_*_SIZE), checked below at compile time.
- * Record kinds, syscall numbers and the flags both kernel sides share are sigtrace.h's (the
+ * Record kinds, the record header, syscall numbers and shared flags are sigtrace.h's (the
  * CO-RE program's header, shipped beside this file): one definition for C and for wire.py.
  */
 
@@ -46,14 +46,8 @@ struct bt_task {
 	char comm[ST_COMM_LEN];
 };
 
-struct bt_header {
-	u64 ts_ns;
-	u32 kind;
-	u32 cpu;
-};
-
 struct bt_generate {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s32 sys_nr;
 	s32 req_pid;
@@ -70,7 +64,7 @@ struct bt_generate {
 };
 
 struct bt_deliver {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 sig;
 	s32 code;
 	s32 si_errno;
@@ -81,7 +75,7 @@ struct bt_deliver {
 };
 
 struct bt_syscall {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s64 ret;
 	s32 nr;
@@ -94,14 +88,14 @@ struct bt_syscall {
 };
 
 struct bt_exit {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u32 flags;
 	u32 _pad;
 	struct bt_task task;
 };
 
 struct bt_oom {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 victim_tid;
 	u32 victim_uid; /* 0xffffffff: the tracepoint has no uid field */
 	char victim_comm[ST_COMM_LEN];
@@ -197,7 +191,7 @@ static inline void track(u32 id, u64 bits)
 	tracked.update(&id, &bits);
 }
 
-static inline void fill_header(struct bt_header *h, u32 kind)
+static inline void fill_header(struct st_header *h, u32 kind)
 {
 	h->ts_ns = bpf_ktime_get_ns();
 	h->kind = kind;

@@ -53,7 +53,6 @@ BT_TASK = (
 )
 BT_LAYOUTS: dict[str, tuple] = {
     "bt_task": BT_TASK,
-    "bt_header": wire.HEADER,
     "bt_generate": (
         ("hdr", wire.HEADER),
         ("seq", "Q"),
@@ -128,11 +127,7 @@ _KINDS = {
     for kind, name in _BY_KIND.items()
 }
 # -D flags: the C side asserts its struct sizes against these at compile time.
-SIZE_DEFINES = {
-    f"{name.upper()}_SIZE": _struct(layout).size
-    for name, layout in BT_LAYOUTS.items()
-    if name != "bt_header"
-}
+SIZE_DEFINES = {f"{name.upper()}_SIZE": _struct(layout).size for name, layout in BT_LAYOUTS.items()}
 _NO_UID = 0xFFFFFFFF
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
