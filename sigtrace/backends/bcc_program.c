@@ -191,11 +191,20 @@ static inline void track(u32 id, u64 bits)
 	tracked.update(&id, &bits);
 }
 
-static inline void fill_header(struct st_header *h, u32 kind)
+/* A zeroed record with its header filled in, or NULL: the ring buffer is full (counted). */
+static inline void *reserve(u32 size, u32 kind)
 {
+	struct st_header *h = events.ringbuf_reserve(size);
+
+	if (!h) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(h, 0, size);
 	h->ts_ns = bpf_ktime_get_ns();
 	h->kind = kind;
 	h->cpu = bpf_get_smp_processor_id();
+	return h;
 }
 
 static inline void fill_current(struct bt_task *t)
@@ -237,14 +246,10 @@ TRACEPOINT_PROBE(signal, signal_generate)
 	if (FILTER_PIDS && !pid_listed(id >> 32) && !pid_listed(tid) && !pid_listed(target))
 		return 0;
 
-	struct bt_generate *e = events.ringbuf_reserve(sizeof(struct bt_generate));
+	struct bt_generate *e = reserve(sizeof(*e), ST_KIND_GENERATE);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_GENERATE);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -298,14 +303,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 	if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches())
 		return 0;
 
-	struct bt_deliver *e = events.ringbuf_reserve(sizeof(struct bt_deliver));
+	struct bt_deliver *e = reserve(sizeof(*e), ST_KIND_DELIVER);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_DELIVER);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -362,14 +363,10 @@ static inline int sys_exit(long ret)
 			goto out;
 	}
 
-	struct bt_syscall *e = events.ringbuf_reserve(sizeof(struct bt_syscall));
+	struct bt_syscall *e = reserve(sizeof(*e), ST_KIND_SYSCALL);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_SYSCALL);
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -446,14 +443,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (!bits && (!(FILTER_PIDS || FILTER_CGROUPS) || !current_matches()))
 		goto out;
 
-	struct bt_exit *e = events.ringbuf_reserve(sizeof(struct bt_exit));
+	struct bt_exit *e = reserve(sizeof(*e), ST_KIND_EXIT);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_EXIT);
 	e->flags = (bits ? BT_F_TRACKED : 0) | ((bits & TRACK_OOM_VICTIM) ? ST_F_OOM_VICTIM : 0);
 	fill_current(&e->task);
 	events.ringbuf_submit(e, 0);
@@ -474,14 +467,10 @@ TRACEPOINT_PROBE(oom, mark_victim)
 		return 0;
 	track(victim, TRACK_OOM_VICTIM);
 
-	struct bt_oom *e = events.ringbuf_reserve(sizeof(struct bt_oom));
+	struct bt_oom *e = reserve(sizeof(*e), ST_KIND_OOM);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_OOM);
 	e->victim_tid = victim;
 #ifdef OOM_HAS_UID
 	e->victim_uid = args->uid;
