@@ -38,6 +38,12 @@ class Backend(ABC):
     def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
         """(what, ok, detail) for each requirement; all ok means it can run."""
 
+    def require_probes(self) -> None:
+        """Raise the first failed probe's error (its name decides the exit code)."""
+        for what, ok, detail in self.probe(self.config):
+            if not ok:
+                raise error_for(what, detail)
+
     @abstractmethod
     def open(self) -> None:
         """Load and attach: tracing is live when this returns."""

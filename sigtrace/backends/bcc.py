@@ -301,9 +301,7 @@ class BccBackend(ProcAssistedBackend):
     # --- open ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         cfg = self.config
         root = features.tracefs_root(cfg.sys_root, mount=True)
         if root is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sigtrace import wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
 from sigtrace.backends.proctask import TaskFacts, parse_status, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
@@ -117,9 +117,7 @@ class PtraceBackend(Backend):
             raise UsageError(
                 "the ptrace backend traces given processes only: add --pid, --container or --pod"
             )
-        for what, ok, detail in self.probe(cfg):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         for pid in cfg.pids:
             if not os.path.isdir(os.path.join(self.procfs.root, str(pid))):
                 raise UsageError(f"--pid {pid}: no such process")

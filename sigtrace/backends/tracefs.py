@@ -97,9 +97,7 @@ class TracefsBackend(ProcAssistedBackend):
         self._names_read_at = 0
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         root = features.tracefs_root(self.config.sys_root, mount=True)
         if root is None:
             raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
