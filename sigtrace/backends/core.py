@@ -17,8 +17,6 @@ from sigtrace.errors import BackendError
 from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
 from sigtrace.ringbuf import MappedRing
 
-SYSCALL_PROGS = tuple(wire.SYSCALL_NAMES.values())  # one program pair per kill-family call
-
 
 def object_path() -> str:
     # Plain os.path: importlib.resources costs ~6 ms of the 0.1 s start budget.
