@@ -175,7 +175,7 @@ def _subject(rec: wire.Record) -> wire.Task | None:
     return None
 
 
-class BccTranslator:
+class BccTranslator(AssistedRecords):
     """bcc_program.c's records in, events for AssistedRecords, wire records out.
     `track(tgid, TRACK_*)` tells the kernel side about a process it knows only by another
     thread's id (its exit is then reported)."""
@@ -187,9 +187,7 @@ class BccTranslator:
         filters: Filters,
         track: Callable[[int, int], None] = lambda tgid, bits: None,
     ) -> None:
-        self.records = AssistedRecords(facts, wanted, filters)
-        self.facts = facts
-        self.filters = filters
+        super().__init__(facts, wanted, filters)
         self.track = track
         self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
         self.exit_codes = True  # False: no connector, so no exit records
@@ -320,7 +318,7 @@ class BccTranslator:
         sender, sident = self._current(k)
         st = self._status_of(ttid)  # dispositions change: read them for every batch
         target, tident = self._target(ttid, r.target_comm)
-        rec = self.records.signal(
+        rec = self.signal(
             Sent(
                 ts_ns=r.ts_ns,
                 cpu=r.cpu,
@@ -353,9 +351,7 @@ class BccTranslator:
     def _deliver(self, r: Any, k: Any) -> wire.Deliver | None:
         task, ident = self._current(k)
         read = ("ns_pid",) if ident else ()
-        return self.records.delivery(
-            Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read)
-        )
+        return self.delivery(Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read))
 
     def _syscall(self, r: Any, k: Any) -> wire.Syscall | None:
         sender, sident = self._current(k)
@@ -366,7 +362,7 @@ class BccTranslator:
             r.sys_flags, sender,
         )  # fmt: skip
         read = ("ns_pid",) if sident else ()
-        return self.records.syscall(call, read, news=None if r.count == 0 else True)
+        return self.syscall(call, read, news=None if r.count == 0 else True)
 
     def _oom(self, r: Any, k: Any) -> wire.Oom | None:
         vtid = r.victim_tid
@@ -403,19 +399,14 @@ class BccTranslator:
         """A task's wait status from the connector: an exit record for a group-dead exit
         that the kernel side reported (it comes before the connector's message)."""
         p = self.exiting.pop(e.tid, None)
-        caught = self.facts.caught(e.tgid)
-        self.facts.forget(e.tid)
         if p is None:
+            self.facts.forget(e.tid)
             return []
-        self.facts.forget(p.task.pid)
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
         took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
         oom = bool(p.flags & wire.F_OOM_VICTIM)
-        rec = self.records.exit(
-            p.ts_ns, p.cpu, e.exit_code, p.task, oom=oom, took_part=took_part, caught=caught
-        )
-        return [rec] if rec is not None else []
+        return self.exit(p.ts_ns, p.cpu, e, p.task, oom=oom, took_part=took_part)
 
     def oldest_pending_exit(self) -> int | None:
         """The time of the oldest exit still waiting for its code."""
@@ -425,4 +416,4 @@ class BccTranslator:
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.records.group_exit.pop(p.task.pid, None)
+            self.group_exit.pop(p.task.pid, None)
