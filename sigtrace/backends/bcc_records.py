@@ -16,7 +16,7 @@ import struct
 import time
 from collections import namedtuple
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sigtrace import wire
 from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
@@ -129,6 +129,7 @@ _KINDS = {
 # -D flags: the C side asserts its struct sizes against these at compile time.
 SIZE_DEFINES = {f"{name.upper()}_SIZE": _struct(layout).size for name, layout in BT_LAYOUTS.items()}
 _NO_UID = 0xFFFFFFFF
+T = TypeVar("T")
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
 
@@ -153,6 +154,13 @@ class Decoded(NamedTuple):
     kind: int
     r: Any  # the record's fields by name (its _KINDS head)
     task: Any  # BtTask: the current task, as the kernel side recorded it (helpers only)
+
+
+def _once(cache: dict[int, T], tid: int, read: Callable[[int], T]) -> T:
+    """/proc read once per batch."""
+    if tid not in cache:
+        cache[tid] = read(tid)
+    return cache[tid]
 
 
 class PendingExit(NamedTuple):
@@ -225,20 +233,6 @@ class BccTranslator(AssistedRecords):
                 bounded_set(self.reported, task.pid, True)
         return out
 
-    def _identity_of(self, tid: int) -> Identity | None:
-        try:
-            return self._idents[tid]
-        except KeyError:
-            ident = self._idents[tid] = self.facts.identity(tid)
-            return ident
-
-    def _status_of(self, tid: int) -> Status | None:
-        try:
-            return self._status[tid]
-        except KeyError:
-            st = self._status[tid] = self.facts.status(tid)
-            return st
-
     @staticmethod
     def _decode(data: bytes) -> Decoded:
         kind = struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
@@ -264,9 +258,9 @@ class BccTranslator(AssistedRecords):
 
     def _identity(self, tid: int, tgid: int | None = None) -> Identity | None:
         """/proc's view of a thread (or of its process); None when gone or reused."""
-        ident = self._identity_of(tid)
+        ident = _once(self._idents, tid, self.facts.identity)
         if ident is None and tgid is not None and tgid != tid:
-            ident = self._identity_of(tgid)
+            ident = _once(self._idents, tgid, self.facts.identity)
         if ident is not None and tgid is not None and ident.task.pid != tgid:
             return None  # the id now names another process
         return ident
@@ -316,7 +310,9 @@ class BccTranslator(AssistedRecords):
     def _generate(self, r: Any, k: Any) -> wire.Generate | None:
         ttid, kflags = r.target_tid, r.flags
         sender, sident = self._current(k)
-        st = self._status_of(ttid)  # dispositions change: read them for every batch
+        st = _once(
+            self._status, ttid, self.facts.status
+        )  # dispositions change: read them for every batch
         target, tident = self._target(ttid, r.target_comm)
         rec = self.signal(
             Sent(
@@ -389,7 +385,9 @@ class BccTranslator(AssistedRecords):
         ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
         task, _ = self._current(k)
         if kflags & BT_F_TRACKED:
-            self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
+            _once(
+                self._status, task.tid, self.facts.status
+            )  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
