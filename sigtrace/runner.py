@@ -53,6 +53,7 @@ def build_session(
     if backend_name == "auto" or config.verbose or daemon:
         log.info(why, backend=cls.name)
     backend = cls(config)
+    backend.selector = selector if selector.active else None
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
     session.observers.append(lambda rec: _forget_dead_container(cache, rec))

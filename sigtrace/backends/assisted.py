@@ -15,7 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 
 from sigtrace import wire
-from sigtrace.backends import Backend
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend
 from sigtrace.backends.procevents import ProcEvents, ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.userfilter import Filters
@@ -58,6 +58,21 @@ class ProcAssistedBackend(Backend):
             self.events = ProcEvents()
         except BackendError as exc:
             self._missing.append(f"exit codes: {exc.message}")
+
+    def _kill_calls(self, has_tracepoints: Callable[[str], bool]) -> list[str]:
+        """The kill-family calls to hook: none without --syscalls, else those whose
+        tracepoints this kernel has; what is left out goes into cannot_see."""
+        if not self.config.syscalls:
+            self._missing.append(NO_SYSCALLS_NO_REGS)
+            return []
+        names = list(wire.SYSCALL_NAMES.values())
+        missing = [name for name in names if not has_tracepoints(name)]
+        if missing:
+            self._missing.append(
+                f"kill-family syscalls ({', '.join(missing)}: no tracepoint): no fan-out "
+                "counts, no EPERM/ESRCH failures for them"
+            )
+        return [name for name in names if name not in missing]
 
     def _pid_tids(self, remember: bool) -> set[int]:
         """--pid's processes and their threads now (the kernel filter matches thread ids);

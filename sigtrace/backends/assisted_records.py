@@ -15,6 +15,7 @@ from typing import NamedTuple
 from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
 from sigtrace.backends.group_exits import GroupExits
+from sigtrace.backends.procevents import ProcExit
 from sigtrace.backends.proctask import Identity, Status, TaskFacts, si_pid_seen_by
 from sigtrace.backends.proctask import target_state_when_sent as when_sent
 from sigtrace.backends.userfilter import Filters
@@ -194,29 +195,26 @@ class AssistedRecords:
         return call._replace(derived=tuple(f"sender.{f}" for f in sender_read))
 
     def exit(
-        self,
-        ts_ns: int,
-        cpu: int,
-        wait_status: int,
-        task: wire.Task,
-        *,
-        oom: bool,
-        took_part: bool,
-        caught: int | None,
-    ) -> wire.Exit | None:
-        """A dead thread group's record, its wait status from the process-events connector:
-        when it `took_part` in a reported signal, or passes the filters itself. `caught`: its
-        handler mask as last read (read it before the facts forget the process)."""
+        self, ts_ns: int, cpu: int, e: ProcExit, task: wire.Task, *, oom: bool, took_part: bool
+    ) -> list[wire.Record]:
+        """A dead thread group's record, its wait status `e` from the process-events
+        connector: when it `took_part` in a reported signal, or passes the filters itself.
+        The facts forget it, its handler mask (`caught`) read first."""
+        caught = self.facts.caught(e.tgid)
+        self.facts.forget(e.tid)
+        self.facts.forget(e.tgid)
         self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
         if not took_part and not (self.filters.any and self.filters.matches(task)):
-            return None
-        core = wire.F_CORE_DUMPED if wait_status & 0x80 else 0
-        return wire.Exit(
-            ts_ns=ts_ns,
-            cpu=cpu,
-            exit_code=wait_status,
-            flags=(wire.F_OOM_VICTIM if oom else 0) | core,
-            task=task,
-            caught=caught,
-            derived=("caught",) if caught is not None else (),
-        )
+            return []
+        core = wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0
+        return [
+            wire.Exit(
+                ts_ns=ts_ns,
+                cpu=cpu,
+                exit_code=e.exit_code,
+                flags=(wire.F_OOM_VICTIM if oom else 0) | core,
+                task=task,
+                caught=caught,
+                derived=("caught",) if caught is not None else (),
+            )
+        ]

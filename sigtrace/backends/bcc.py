@@ -23,10 +23,11 @@ from types import ModuleType
 from typing import Any
 
 from sigtrace import features, ringbuf, signals, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends import Emit, error_for
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.bcc_records import SIZE_DEFINES, BccTranslator
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
+from sigtrace.backends.tracefs_instance import format_fields
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import detect_layout
 from sigtrace.errors import BackendError, LibraryError
@@ -218,14 +219,11 @@ def _captured_output() -> Iterator[Callable[[], str]]:
                 os.close(fd)
 
 
-def format_fields(root: str, category: str, name: str) -> set[str] | None:
-    """The field names of a tracepoint's format (None: no such tracepoint)."""
-    try:
-        with open(os.path.join(root, "events", category, name, "format")) as f:
-            text = f.read()
-    except OSError:
-        return None
-    return set(re.findall(r"field:[^;]*?\b(\w+)(?:\[\d*\])?;", text))
+def _has_call(root: str, name: str) -> bool:
+    """Both tracepoints of a kill-family call."""
+    return all(
+        format_fields(root, "syscalls", f"sys_{e}_{name}") is not None for e in ("enter", "exit")
+    )
 
 
 # --- the backend -----------------------------------------------------------------------------
@@ -301,9 +299,7 @@ class BccBackend(ProcAssistedBackend):
     # --- open ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         cfg = self.config
         root = features.tracefs_root(cfg.sys_root, mount=True)
         if root is None:
@@ -353,20 +349,8 @@ class BccBackend(ProcAssistedBackend):
             "RINGBUF_PAGES": str(cfg.ringbuf_size // 4096),
         }
         d.update({k: str(v) for k, v in SIZE_DEFINES.items()})
-        missing = []
-        if not cfg.syscalls:
-            self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
-            enter = format_fields(root, "syscalls", f"sys_enter_{name}")
-            if enter is None or format_fields(root, "syscalls", f"sys_exit_{name}") is None:
-                missing.append(name)
-            else:
-                d[f"HAVE_SYS_{name.upper()}"] = "1"
-        if missing:
-            self._missing.append(
-                f"kill-family syscalls ({', '.join(missing)}: no tracepoint): no fan-out "
-                "counts, no EPERM/ESRCH failures for them"
-            )
+        for name in self._kill_calls(lambda n: _has_call(root, n)):
+            d[f"HAVE_SYS_{name.upper()}"] = "1"
         exit_fields = format_fields(root, "sched", "sched_process_exit") or set()
         if "group_dead" in exit_fields:
             d["EXIT_HAS_GROUP_DEAD"] = "1"

@@ -11,7 +11,7 @@
  * FILTER_CGROUPS (in-kernel cgroup filter for events whose subject is current),
  * RINGBUF_PAGES, HAVE_SYS_<call>, EXIT_HAS_GROUP_DEAD, HAVE_OOM, OOM_HAS_COMM, OOM_HAS_UID,
  * and the record sizes user space decodes (BT_*_SIZE), checked below at compile time.
- * Record kinds, syscall numbers and the flags both kernel sides share are sigtrace.h's (the
+ * Record kinds, the record header, syscall numbers and shared flags are sigtrace.h's (the
  * CO-RE program's header, shipped beside this file): one definition for C and for wire.py.
  */
 
@@ -46,14 +46,8 @@ struct bt_task {
 	char comm[ST_COMM_LEN];
 };
 
-struct bt_header {
-	u64 ts_ns;
-	u32 kind;
-	u32 cpu;
-};
-
 struct bt_generate {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s32 sys_nr;
 	s32 req_pid;
@@ -70,7 +64,7 @@ struct bt_generate {
 };
 
 struct bt_deliver {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 sig;
 	s32 code;
 	s32 si_errno;
@@ -81,7 +75,7 @@ struct bt_deliver {
 };
 
 struct bt_syscall {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s64 ret;
 	s32 nr;
@@ -94,14 +88,14 @@ struct bt_syscall {
 };
 
 struct bt_exit {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u32 flags;
 	u32 _pad;
 	struct bt_task task;
 };
 
 struct bt_oom {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 victim_tid;
 	u32 victim_uid; /* 0xffffffff: the tracepoint has no uid field */
 	char victim_comm[ST_COMM_LEN];
@@ -197,11 +191,20 @@ static inline void track(u32 id, u64 bits)
 	tracked.update(&id, &bits);
 }
 
-static inline void fill_header(struct bt_header *h, u32 kind)
+/* A zeroed record with its header filled in, or NULL: the ring buffer is full (counted). */
+static inline void *reserve(u32 size, u32 kind)
 {
+	struct st_header *h = events.ringbuf_reserve(size);
+
+	if (!h) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(h, 0, size);
 	h->ts_ns = bpf_ktime_get_ns();
 	h->kind = kind;
 	h->cpu = bpf_get_smp_processor_id();
+	return h;
 }
 
 static inline void fill_current(struct bt_task *t)
@@ -243,14 +246,10 @@ TRACEPOINT_PROBE(signal, signal_generate)
 	if (FILTER_PIDS && !pid_listed(id >> 32) && !pid_listed(tid) && !pid_listed(target))
 		return 0;
 
-	struct bt_generate *e = events.ringbuf_reserve(sizeof(struct bt_generate));
+	struct bt_generate *e = reserve(sizeof(*e), ST_KIND_GENERATE);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_GENERATE);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -304,14 +303,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 	if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches())
 		return 0;
 
-	struct bt_deliver *e = events.ringbuf_reserve(sizeof(struct bt_deliver));
+	struct bt_deliver *e = reserve(sizeof(*e), ST_KIND_DELIVER);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_DELIVER);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -368,14 +363,10 @@ static inline int sys_exit(long ret)
 			goto out;
 	}
 
-	struct bt_syscall *e = events.ringbuf_reserve(sizeof(struct bt_syscall));
+	struct bt_syscall *e = reserve(sizeof(*e), ST_KIND_SYSCALL);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_SYSCALL);
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -391,80 +382,37 @@ out:
 	return 0;
 }
 
-/* The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+/* A kill-family call's two probes, `pid`, `tid` and `sys_flags` its arguments as sys_enter()
+ * takes them. The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+#define KILL_CALL(name, nr, pid, tid, sys_flags, flags)                                    \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                        \
+	{                                                                                   \
+		return sys_enter(nr, (s32)args->sig, (s32)(pid), (s32)(tid), (u32)(sys_flags), \
+				 flags);                                                    \
+	}                                                                                   \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                         \
+	{                                                                                   \
+		return sys_exit(args->ret);                                                 \
+	}
+
 #ifdef HAVE_SYS_KILL
-TRACEPOINT_PROBE(syscalls, sys_enter_kill)
-{
-	return sys_enter(ST_SYS_KILL, (s32)args->sig, (s32)args->pid, 0, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_kill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(kill, ST_SYS_KILL, args->pid, 0, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
-{
-	return sys_enter(ST_SYS_TKILL, (s32)args->sig, (s32)args->pid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tkill, ST_SYS_TKILL, args->pid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TGKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
-{
-	return sys_enter(ST_SYS_TGKILL, (s32)args->sig, (s32)args->tgid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tgkill, ST_SYS_TGKILL, args->tgid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_PIDFD_SEND_SIGNAL
-TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
-{
-	return sys_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)args->sig, (s32)args->pidfd, 0,
-			 (u32)args->flags, args->info ? BT_F_USER_SIGINFO : 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(pidfd_send_signal, ST_SYS_PIDFD_SEND_SIGNAL, args->pidfd, 0, args->flags,
+	  args->info ? BT_F_USER_SIGINFO : 0)
 #endif
-
 #ifdef HAVE_SYS_RT_SIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)args->sig, (s32)args->pid, 0, 0,
-			 BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_sigqueueinfo, ST_SYS_RT_SIGQUEUEINFO, args->pid, 0, 0, BT_F_USER_SIGINFO)
 #endif
-
 #ifdef HAVE_SYS_RT_TGSIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_tgsigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)args->sig, (s32)args->tgid, (s32)args->pid,
-			 0, BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_tgsigqueueinfo, ST_SYS_RT_TGSIGQUEUEINFO, args->tgid, args->pid, 0, BT_F_USER_SIGINFO)
 #endif
 
 /* The format has no exit code: user space joins these with the process-events connector's. */
@@ -495,14 +443,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (!bits && (!(FILTER_PIDS || FILTER_CGROUPS) || !current_matches()))
 		goto out;
 
-	struct bt_exit *e = events.ringbuf_reserve(sizeof(struct bt_exit));
+	struct bt_exit *e = reserve(sizeof(*e), ST_KIND_EXIT);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_EXIT);
 	e->flags = (bits ? BT_F_TRACKED : 0) | ((bits & TRACK_OOM_VICTIM) ? ST_F_OOM_VICTIM : 0);
 	fill_current(&e->task);
 	events.ringbuf_submit(e, 0);
@@ -523,14 +467,10 @@ TRACEPOINT_PROBE(oom, mark_victim)
 		return 0;
 	track(victim, TRACK_OOM_VICTIM);
 
-	struct bt_oom *e = events.ringbuf_reserve(sizeof(struct bt_oom));
+	struct bt_oom *e = reserve(sizeof(*e), ST_KIND_OOM);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_OOM);
 	e->victim_tid = victim;
 #ifdef OOM_HAS_UID
 	e->victim_uid = args->uid;

@@ -16,7 +16,7 @@ import struct
 import time
 from collections import namedtuple
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sigtrace import wire
 from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
@@ -53,7 +53,6 @@ BT_TASK = (
 )
 BT_LAYOUTS: dict[str, tuple] = {
     "bt_task": BT_TASK,
-    "bt_header": wire.HEADER,
     "bt_generate": (
         ("hdr", wire.HEADER),
         ("seq", "Q"),
@@ -128,12 +127,9 @@ _KINDS = {
     for kind, name in _BY_KIND.items()
 }
 # -D flags: the C side asserts its struct sizes against these at compile time.
-SIZE_DEFINES = {
-    f"{name.upper()}_SIZE": _struct(layout).size
-    for name, layout in BT_LAYOUTS.items()
-    if name != "bt_header"
-}
+SIZE_DEFINES = {f"{name.upper()}_SIZE": _struct(layout).size for name, layout in BT_LAYOUTS.items()}
 _NO_UID = 0xFFFFFFFF
+T = TypeVar("T")
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
 
@@ -160,6 +156,13 @@ class Decoded(NamedTuple):
     task: Any  # BtTask: the current task, as the kernel side recorded it (helpers only)
 
 
+def _once(cache: dict[int, T], tid: int, read: Callable[[int], T]) -> T:
+    """/proc read once per batch."""
+    if tid not in cache:
+        cache[tid] = read(tid)
+    return cache[tid]
+
+
 class PendingExit(NamedTuple):
     ts_ns: int
     cpu: int
@@ -180,7 +183,7 @@ def _subject(rec: wire.Record) -> wire.Task | None:
     return None
 
 
-class BccTranslator:
+class BccTranslator(AssistedRecords):
     """bcc_program.c's records in, events for AssistedRecords, wire records out.
     `track(tgid, TRACK_*)` tells the kernel side about a process it knows only by another
     thread's id (its exit is then reported)."""
@@ -192,9 +195,7 @@ class BccTranslator:
         filters: Filters,
         track: Callable[[int, int], None] = lambda tgid, bits: None,
     ) -> None:
-        self.records = AssistedRecords(facts, wanted, filters)
-        self.facts = facts
-        self.filters = filters
+        super().__init__(facts, wanted, filters)
         self.track = track
         self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
         self.exit_codes = True  # False: no connector, so no exit records
@@ -232,20 +233,6 @@ class BccTranslator:
                 bounded_set(self.reported, task.pid, True)
         return out
 
-    def _identity_of(self, tid: int) -> Identity | None:
-        try:
-            return self._idents[tid]
-        except KeyError:
-            ident = self._idents[tid] = self.facts.identity(tid)
-            return ident
-
-    def _status_of(self, tid: int) -> Status | None:
-        try:
-            return self._status[tid]
-        except KeyError:
-            st = self._status[tid] = self.facts.status(tid)
-            return st
-
     @staticmethod
     def _decode(data: bytes) -> Decoded:
         kind = struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
@@ -271,9 +258,9 @@ class BccTranslator:
 
     def _identity(self, tid: int, tgid: int | None = None) -> Identity | None:
         """/proc's view of a thread (or of its process); None when gone or reused."""
-        ident = self._identity_of(tid)
+        ident = _once(self._idents, tid, self.facts.identity)
         if ident is None and tgid is not None and tgid != tid:
-            ident = self._identity_of(tgid)
+            ident = _once(self._idents, tgid, self.facts.identity)
         if ident is not None and tgid is not None and ident.task.pid != tgid:
             return None  # the id now names another process
         return ident
@@ -323,9 +310,11 @@ class BccTranslator:
     def _generate(self, r: Any, k: Any) -> wire.Generate | None:
         ttid, kflags = r.target_tid, r.flags
         sender, sident = self._current(k)
-        st = self._status_of(ttid)  # dispositions change: read them for every batch
+        st = _once(
+            self._status, ttid, self.facts.status
+        )  # dispositions change: read them for every batch
         target, tident = self._target(ttid, r.target_comm)
-        rec = self.records.signal(
+        rec = self.signal(
             Sent(
                 ts_ns=r.ts_ns,
                 cpu=r.cpu,
@@ -358,9 +347,7 @@ class BccTranslator:
     def _deliver(self, r: Any, k: Any) -> wire.Deliver | None:
         task, ident = self._current(k)
         read = ("ns_pid",) if ident else ()
-        return self.records.delivery(
-            Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read)
-        )
+        return self.delivery(Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read))
 
     def _syscall(self, r: Any, k: Any) -> wire.Syscall | None:
         sender, sident = self._current(k)
@@ -371,7 +358,7 @@ class BccTranslator:
             r.sys_flags, sender,
         )  # fmt: skip
         read = ("ns_pid",) if sident else ()
-        return self.records.syscall(call, read, news=None if r.count == 0 else True)
+        return self.syscall(call, read, news=None if r.count == 0 else True)
 
     def _oom(self, r: Any, k: Any) -> wire.Oom | None:
         vtid = r.victim_tid
@@ -398,7 +385,9 @@ class BccTranslator:
         ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
         task, _ = self._current(k)
         if kflags & BT_F_TRACKED:
-            self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
+            _once(
+                self._status, task.tid, self.facts.status
+            )  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
@@ -408,19 +397,14 @@ class BccTranslator:
         """A task's wait status from the connector: an exit record for a group-dead exit
         that the kernel side reported (it comes before the connector's message)."""
         p = self.exiting.pop(e.tid, None)
-        caught = self.facts.caught(e.tgid)
-        self.facts.forget(e.tid)
         if p is None:
+            self.facts.forget(e.tid)
             return []
-        self.facts.forget(p.task.pid)
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
         took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
         oom = bool(p.flags & wire.F_OOM_VICTIM)
-        rec = self.records.exit(
-            p.ts_ns, p.cpu, e.exit_code, p.task, oom=oom, took_part=took_part, caught=caught
-        )
-        return [rec] if rec is not None else []
+        return self.exit(p.ts_ns, p.cpu, e, p.task, oom=oom, took_part=took_part)
 
     def oldest_pending_exit(self) -> int | None:
         """The time of the oldest exit still waiting for its code."""
@@ -430,4 +414,4 @@ class BccTranslator:
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.records.group_exit.pop(p.task.pid, None)
+            self.group_exit.pop(p.task.pid, None)

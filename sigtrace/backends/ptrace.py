@@ -17,10 +17,9 @@ import select
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sigtrace import wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
 from sigtrace.backends.proctask import TaskFacts, parse_status, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
@@ -30,9 +29,6 @@ from sigtrace.containers.oom_count import OomCounters
 from sigtrace.errors import BackendError, UsageError
 from sigtrace.features import effective_caps
 from sigtrace.procfs import Procfs
-
-if TYPE_CHECKING:
-    from sigtrace.containers.select import ContainerSelector
 
 CAP_SYS_PTRACE = 19
 STOPS_PER_POLL = 10000
@@ -100,7 +96,6 @@ class PtraceBackend(Backend):
         self.cgroups = CgroupIds(sys_root=config.sys_root)
         self.facts = TaskFacts(self.procfs, self.cgroups)
         self.tracees: dict[int, Tracee] = {}
-        self.selector: ContainerSelector | None = None
         self._wake_r: int | None = None
         self._wake_w: int | None = None
         self._old_wakeup: int | None = None
@@ -117,47 +112,27 @@ class PtraceBackend(Backend):
             raise UsageError(
                 "the ptrace backend traces given processes only: add --pid, --container or --pod"
             )
-        for what, ok, detail in self.probe(cfg):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         for pid in cfg.pids:
             if not os.path.isdir(os.path.join(self.procfs.root, str(pid))):
                 raise UsageError(f"--pid {pid}: no such process")
         self._open = True
         try:
             self._wakeup_on_sigchld()
-            for pid in (*cfg.pids, *self._container_pids()):
+            for pid in (*cfg.pids, *self._selected_pids()):
                 self._attach_tree(pid, required=pid in cfg.pids)
         except BaseException:
             self.close()
             raise
 
-    def _container_pids(self) -> list[int]:
-        if not (self.config.containers or self.config.pods):
-            return []
-        from sigtrace.containers.select import ContainerSelector
-        from sigtrace.enrich import default_cache
-
-        self.selector = ContainerSelector(
-            default_cache(),
-            self.cgroups,
-            self.procfs,
-            self.config.containers,
-            self.config.pods,
-            self.config.wait,
-        )
-        self.selector.initial()
-        return self._selected_pids()
-
     def _selected_pids(self) -> list[int]:
-        assert self.selector is not None
+        """The PID 1 of each container the runner's selector matched."""
+        if self.selector is None:
+            return []
         return sorted({p for s in self.selector.selections for p in s.matched.values() if p > 0})
 
     def add_cgroup_ids(self, ids: set[int]) -> None:
         """A followed container appeared or restarted: trace its new PID 1's tree."""
-        if self.selector is None:
-            return
-        self.selector.poll()
         for pid in self._selected_pids():
             if pid not in self.tracees:
                 self._attach_tree(pid, required=False)

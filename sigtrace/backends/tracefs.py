@@ -16,12 +16,13 @@ import select
 import time
 
 from sigtrace import features, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends import Emit, error_for
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
 from sigtrace.backends.tracefs_instance import (
     Instance,
     and_filters,
+    format_fields,
     or_filter,
     pid_filter,
     remove_stale,
@@ -97,9 +98,7 @@ class TracefsBackend(ProcAssistedBackend):
         self._names_read_at = 0
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         root = features.tracefs_root(self.config.sys_root, mount=True)
         if root is None:
             raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
@@ -152,36 +151,18 @@ class TracefsBackend(ProcAssistedBackend):
             self._missing.append("--pid: too many threads for an in-kernel filter")
         inst.enable("signal/signal_generate", filters["signal/signal_generate"])
         inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
-        syscalls_missing = []
-        if not cfg.syscalls:
-            self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
-            if not inst.has_event(f"syscalls/sys_enter_{name}"):
-                syscalls_missing.append(name)
-                continue
+        for name in self._kill_calls(lambda n: inst.has_event(f"syscalls/sys_enter_{n}")):
             # Not by pid: a fan-out's count includes targets the sender did not name.
             inst.enable(f"syscalls/sys_enter_{name}", sigs)
             inst.enable(f"syscalls/sys_exit_{name}")
-        if syscalls_missing:
-            self._missing.append(
-                f"kill-family syscalls ({', '.join(syscalls_missing)}: no tracepoint): "
-                "no fan-out counts, no EPERM/ESRCH failures for them"
-            )
-        exit_filter = "group_dead == 1" if self._has_group_dead(inst) else ""
+        exit_fields = format_fields(inst.path, "sched", "sched_process_exit") or set()
+        exit_filter = "group_dead == 1" if "group_dead" in exit_fields else ""
         inst.enable("sched/sched_process_exit", exit_filter)
         if inst.has_event("oom/mark_victim"):
             inst.enable("oom/mark_victim", filters["oom/mark_victim"])
         else:
             self._missing.append("OOM victims (no oom:mark_victim)")
         inst.write("tracing_on", "1")
-
-    @staticmethod
-    def _has_group_dead(inst: Instance) -> bool:
-        try:
-            with open(os.path.join(inst.path, "events/sched/sched_process_exit/format")) as f:
-                return "group_dead" in f.read()
-        except OSError:
-            return False
 
     def _saved_names(self, tids: set[int]) -> dict[int, tuple[str | None, int]]:
         """ftrace's pid → comm and pid → tgid caches, read now (TraceLineTranslator.confirm);

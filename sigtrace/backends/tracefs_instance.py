@@ -157,3 +157,14 @@ class Instance:
             pass
         except OSError as exc:
             raise BackendError(f"cannot remove {self.path}: {exc.strerror}") from None
+
+
+def format_fields(root: str, category: str, name: str) -> set[str] | None:
+    """The field names of a tracepoint's format under a tracefs root or instance (None: no
+    such tracepoint)."""
+    try:
+        with open(os.path.join(root, "events", category, name, "format")) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return set(re.findall(r"field:[^;]*?\b(\w+)(?:\[\d*\])?;", text))

@@ -114,4 +114,5 @@ def test_header_structs_are_wires_layouts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(bcc_records.BT_LAYOUTS))
 def test_bcc_program_structs_are_bt_layouts(name: str) -> None:
     constants = HEADER_CONSTANTS | BCC_CONSTANTS
-    assert c_structs(BCC_PROGRAM.read_text(), constants)[name] == bcc_records.BT_LAYOUTS[name]
+    text = HEADER.read_text() + BCC_PROGRAM.read_text()  # its records start with st_header
+    assert c_structs(text, constants)[name] == bcc_records.BT_LAYOUTS[name]
