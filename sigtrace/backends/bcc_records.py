@@ -43,7 +43,7 @@ _KERNEL_FLAGS = wire.F_SYSCALL | wire.F_FANOUT
 # bcc_program.c's structs as wire.LAYOUTS lays out sigtrace.h's: (name, struct format) in
 # declaration order, a tuple value a nested struct; every record ends in its current task.
 # tests/unit/test_kernel_abi.py compares them with the C source.
-BT_TASK = (
+BT_TASK: wire.Layout = (
     ("cgroup_id", "Q"),
     ("pid", "I"),
     ("tid", "I"),
@@ -51,7 +51,7 @@ BT_TASK = (
     ("_pad", "I"),
     ("comm", "16s"),
 )
-BT_LAYOUTS: dict[str, tuple] = {
+BT_LAYOUTS: dict[str, wire.Layout] = {
     "bt_task": BT_TASK,
     "bt_header": wire.HEADER,
     "bt_generate": (
@@ -100,13 +100,17 @@ _BY_KIND = {
 }
 
 
-def _struct(layout: tuple) -> struct.Struct:
+def _struct(layout: wire.Layout) -> struct.Struct:
     return struct.Struct("=" + wire.flat_format(layout))  # "=": no implicit padding
 
 
-def _field_names(layout: tuple) -> list[str]:
+def _field_names(layout: wire.Layout) -> list[str]:
     """The head's fields, a nested header's inlined (ts_ns, kind, cpu, ...)."""
-    return [n for name, f in layout for n in (_field_names(f) if name == "hdr" else [name])]
+    return [
+        n
+        for name, f in layout
+        for n in (_field_names(f) if name == "hdr" and isinstance(f, tuple) else [name])
+    ]
 
 
 # Field names computed from the layouts: a namedtuple type only at run time (typed Any).
@@ -144,7 +148,7 @@ def pack(name: str, **fields: Any) -> bytes:
     return _struct(BT_LAYOUTS[name]).pack(*_values(BT_LAYOUTS[name], fields))
 
 
-def _values(layout: tuple, fields: dict[str, Any]) -> list[Any]:
+def _values(layout: wire.Layout, fields: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for name, f in layout:
         if isinstance(f, tuple):
@@ -203,7 +207,7 @@ class BccTranslator:
         # is gone is looked for once.
         self._status: dict[int, Status | None] = {}
         self._idents: dict[int, Identity | None] = {}
-        self._tasks: dict[tuple, tuple[wire.Task, Identity | None]] = {}
+        self._tasks: dict[tuple[object, ...], tuple[wire.Task, Identity | None]] = {}
         self._tracked: set[int] = set()
         # (tid or tgid, sig) → when this batch last saw it delivered
         self._delivered: dict[tuple[int, int], int] = {}
