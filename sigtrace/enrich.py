@@ -102,7 +102,7 @@ class ContainerResolver:
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.
-        raw = self.procfs.read(task.pid, "cgroup")
+        raw = self.procfs.read(task.pid, "cgroup") if task.pid is not None else None
         if raw:
             return parse_proc_cgroup(raw.decode("utf-8", "backslashreplace")).container
         return None

@@ -80,5 +80,5 @@ class ProcessDescriber:
     def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
         out = basic_process(task, role)
         if role != "sender":
-            out["cmdline"] = self.cmdline(task.pid)
+            out["cmdline"] = self.cmdline(task.pid) if task.pid is not None else None
         return out

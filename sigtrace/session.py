@@ -106,7 +106,7 @@ class Session:
     def _emit(self, rec: wire.Record) -> None:
         for out in self.correlator.feed(rec):
             self._out(out)
-        if isinstance(rec, wire.Exit):
+        if isinstance(rec, wire.Exit) and rec.task.pid is not None:
             self.describer.forget(rec.task.pid)
 
     def _check_lost(self, final: bool = False) -> None:

@@ -139,13 +139,15 @@ def struct_of(name: str) -> struct.Struct:
 class Task(NamedTuple):
     cgroup_id: int
     cgroup_v1_id: int
-    pid: int
-    tid: int
-    ns_pid: int
-    ns_tid: int
+    # None: not known. The kernel side records every field; a backend that reads /proc
+    # (tracefs, BCC, ptrace) finds some of them gone with the process (output: null).
+    pid: int | None
+    tid: int | None
+    ns_pid: int | None
+    ns_tid: int | None
     pidns_inum: int
-    uid: int
-    comm: str
+    uid: int | None
+    comm: str | None
 
 
 class Generate(NamedTuple):

@@ -143,7 +143,7 @@ class AssistedRecords:
         derived = [f"target.{f}" for f in e.read]
         h = e.sa_handler
         handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
-        ge = self.group_exit.get(key)
+        ge = self.group_exit.get(key) if key is not None else None
         if sig == signals.SIGKILL and e.code == kr.SI_USER:
             # get_signal() reports a group exit as SIGKILL without siginfo; the signal behind
             # it is the one complete_signal() turned into that group exit.
@@ -154,7 +154,7 @@ class AssistedRecords:
             info_kind = wire.INFO_NOINFO
             if ge.sig != signals.SIGKILL:
                 derived.append("signal")
-        elif ge is not None and ge.sig == sig and not ge.certain:
+        elif ge is not None and key is not None and ge.sig == sig and not ge.certain:
             del self.group_exit[key]  # it was dequeued after all: it had a handler
         if sig not in self.wanted and gcode not in self.wanted:
             return None
@@ -207,7 +207,8 @@ class AssistedRecords:
         """A dead thread group's record, its wait status from the process-events connector:
         when it `took_part` in a reported signal, or passes the filters itself. `caught`: its
         handler mask as last read (read it before the facts forget the process)."""
-        self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
+        if task.pid is not None:
+            self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
         if not took_part and not (self.filters.any and self.filters.matches(task)):
             return None
         core = wire.F_CORE_DUMPED if wait_status & 0x80 else 0

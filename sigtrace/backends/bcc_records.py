@@ -312,11 +312,10 @@ class BccTranslator:
     def _merge(self, k: Any) -> tuple[wire.Task, Identity | None]:
         ident = self._identity(k.tid, k.pid)
         comm = wire.comm_text(k.comm)
-        unknown: Any = None  # wire.Task's ints: None where /proc had no answer
-        if ident is None:
-            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, comm), None
+        if ident is None:  # /proc had no answer: the namespace ids are not known
+            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, None, None, 0, k.uid, comm), None
         t = ident.task
-        ns_tid = t.ns_tid if t.tid == k.tid else unknown
+        ns_tid = t.ns_tid if t.tid == k.tid else None
         task = wire.Task(
             k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, comm
         )
@@ -355,7 +354,7 @@ class BccTranslator:
                 delivered_since=self._delivered.get((target.pid or ttid, r.sig), 0) > r.ts_ns,
             )
         )
-        if rec is not None and tident is not None and target.pid != ttid:
+        if rec is not None and tident is not None and target.pid not in (None, ttid):
             self._track_once(target.pid, TRACK_SIGNALLED)  # the kernel knows only its tid
         return rec
 
@@ -384,7 +383,7 @@ class BccTranslator:
         comm = wire.comm_text(r.victim_comm)
         if ident is not None:
             victim = ident.task._replace(tid=vtid, comm=comm or ident.task.comm)
-            if victim.pid != vtid:
+            if victim.pid not in (None, vtid):
                 self.track(victim.pid, TRACK_OOM_VICTIM)
         else:
             victim = unknown_task(None, vtid, comm)
@@ -401,12 +400,13 @@ class BccTranslator:
             return
         ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
         task, _ = self._current(k)
+        tid: int = k.tid  # the kernel's (task.tid too, typed int | None for /proc's tasks)
         if kflags & BT_F_TRACKED:
-            self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
+            self._status_of(tid)  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
-        bounded_set(self.exiting, task.tid, pending)
+        bounded_set(self.exiting, tid, pending)
 
     def proc_exit(self, e: ProcExit) -> list[wire.Record]:
         """A task's wait status from the connector: an exit record for a group-dead exit
@@ -416,10 +416,15 @@ class BccTranslator:
         self.facts.forget(e.tid)
         if p is None:
             return []
-        self.facts.forget(p.task.pid)
+        pid = p.task.pid
+        if pid is not None:  # always: a current task's pid is the kernel's
+            self.facts.forget(pid)
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
-        took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
+        if self.filters.any:
+            took_part = pid is not None and self.reported.pop(pid, False)
+        else:
+            took_part = p.tracked
         oom = bool(p.flags & wire.F_OOM_VICTIM)
         rec = self.records.exit(
             p.ts_ns, p.cpu, e.exit_code, p.task, oom=oom, took_part=took_part, caught=caught
@@ -434,4 +439,5 @@ class BccTranslator:
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.records.group_exit.pop(p.task.pid, None)
+            if p.task.pid is not None:
+                self.records.group_exit.pop(p.task.pid, None)
