@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from typing import Any, NotRequired, TypedDict
 
 from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
@@ -39,8 +40,25 @@ def default_cache() -> ContainerCache:
     )
 
 
-def container_object(c: RuntimeContainer) -> dict:
-    out: dict = {"id": c.id, "name": c.name, "runtime": c.runtime, "image": c.image}
+class PodObject(TypedDict):
+    name: str
+    namespace: str
+    uid: str | None
+    container: str | None
+
+
+class ContainerObject(TypedDict):
+    """A process object's `container`."""
+
+    id: str
+    name: str | None
+    runtime: str
+    image: str | None
+    pod: NotRequired[PodObject]  # only a pod's container has one
+
+
+def container_object(c: RuntimeContainer) -> ContainerObject:
+    out: ContainerObject = {"id": c.id, "name": c.name, "runtime": c.runtime, "image": c.image}
     if c.pod is not None:
         out["pod"] = {
             "name": c.pod.name,
@@ -84,7 +102,7 @@ class ContainerResolver:
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.
-        raw = self.procfs.read(task.pid, "cgroup")
+        raw = self.procfs.read(task.pid, "cgroup") if task.pid is not None else None
         if raw:
             return parse_proc_cgroup(raw.decode("utf-8", "backslashreplace")).container
         return None
@@ -98,7 +116,7 @@ class ContainerDescriber(ProcessDescriber):
         self.resolver = resolver
         self.cache = cache
 
-    def __call__(self, task: wire.Task, role: str) -> dict:
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
         out = super().__call__(task, role)
         ref = self.resolver.ref_of(task)
         out["container"] = container_object(self.cache.lookup(ref)) if ref else None

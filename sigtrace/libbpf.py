@@ -12,6 +12,7 @@ import ctypes.util
 import errno
 import os
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from sigtrace.errors import BackendError, KernelFeatureError, LibraryError, PrivilegeError
 
@@ -37,7 +38,7 @@ class _VarSecinfo(ctypes.Structure):
     _fields_ = (("type", ctypes.c_uint32), ("offset", ctypes.c_uint32), ("size", ctypes.c_uint32))
 
 
-def _sig(lib: ctypes.CDLL, name: str, restype, *argtypes) -> None:
+def _sig(lib: ctypes.CDLL, name: str, restype: type | None, *argtypes: type) -> None:
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
@@ -125,7 +126,7 @@ class Libbpf:
         if not btf:
             return None
         try:
-            return self.lib.btf__find_by_name_kind(btf, name.encode(), kind) > 0
+            return cast(int, self.lib.btf__find_by_name_kind(btf, name.encode(), kind)) > 0
         finally:
             self.lib.btf__free(btf)
 
@@ -163,7 +164,7 @@ class BpfObject:
             prog = self.lib.bpf_object__next_program(self.obj, prog)
 
     def section_of(self, prog: int) -> str:
-        return self.lib.bpf_program__section_name(prog).decode()
+        return cast(bytes, self.lib.bpf_program__section_name(prog)).decode()
 
     def disable(self, prog: int) -> None:
         self.lib.bpf_program__set_autoload(prog, False)
@@ -172,7 +173,7 @@ class BpfObject:
         m = self.lib.bpf_object__find_map_by_name(self.obj, name.encode())
         if not m:
             raise BackendError(f"BPF object has no map {name!r}")
-        return m
+        return cast(int, m)
 
     def set_max_entries(self, name: str, n: int) -> None:
         if self.lib.bpf_map__set_max_entries(self.map(name), n) != 0:
@@ -220,7 +221,7 @@ class BpfObject:
             self.attached.append(name)
 
     def map_fd(self, name: str) -> int:
-        return self.lib.bpf_map__fd(self.map(name))
+        return cast(int, self.lib.bpf_map__fd(self.map(name)))
 
     def update(self, name: str, key: bytes, value: bytes) -> None:
         kb = ctypes.create_string_buffer(key, len(key))
@@ -291,7 +292,7 @@ class RingBuffer:
             raise _errno_error("creating the ring buffer", ctypes.get_errno(), libbpf.log)
 
     def fileno(self) -> int:
-        return self.lib.ring_buffer__epoll_fd(self.rb)
+        return cast(int, self.lib.ring_buffer__epoll_fd(self.rb))
 
     def _run(self, fn: Callable[[], int]) -> int:
         self._taken = 0

@@ -117,7 +117,7 @@ def _pid1_text(p: Proc) -> str:
     return f"PID 1 `{p.cmdline or p.comm}`"
 
 
-def _fields(snap: Snapshot, culprit: Proc | None = None) -> dict:
+def _fields(snap: Snapshot, culprit: Proc | None = None) -> dict[str, str]:
     sig = signals.name(snap.stop_signal)
     who = _pid1_text(snap.pid1) if culprit is None or culprit is snap.pid1 else label(culprit)
     return {"sig": sig, "short": sig.removeprefix("SIG"), "culprit": who}

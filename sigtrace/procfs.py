@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from typing import Any
 
 from sigtrace import wire
 from sigtrace.correlate import basic_process
@@ -76,8 +77,8 @@ class ProcessDescriber:
     def forget(self, pid: int) -> None:
         self._cmdlines.pop(pid, None)
 
-    def __call__(self, task: wire.Task, role: str) -> dict:
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
         out = basic_process(task, role)
         if role != "sender":
-            out["cmdline"] = self.cmdline(task.pid)
+            out["cmdline"] = self.cmdline(task.pid) if task.pid is not None else None
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sigtrace import signals, verdicts
+from sigtrace.story_fields import Evidence, Victim
 from sigtrace.story_rules import Judgement
 from sigtrace.story_tree import Facts, Item, Rec
 
@@ -74,9 +75,9 @@ def pid1_fix(cmdline: str | None, sig: str) -> tuple[str, str]:
     )
 
 
-def hint(f: Facts, j: Judgement, teardown_victims: list[dict]) -> str:
+def hint(f: Facts, j: Judgement, teardown_victims: list[Victim]) -> str:
     sig = signals.name(f.stop_signo)
-    fields: dict = {"sig": sig, "short": sig.removeprefix("SIG")}
+    fields: dict[str, object] = {"sig": sig, "short": sig.removeprefix("SIG")}
     culprit = j.culprit.proc if j.culprit else f.pid1
     fields["culprit"] = who(culprit)
     if j.via is not None:
@@ -158,12 +159,12 @@ def describe(it: Item) -> str:
     return f"OOM victim {name(r.get('victim'))}"
 
 
-def _ev(it: Item, what: str | None = None) -> dict:
+def _ev(it: Item, what: str | None = None) -> Evidence:
     return {"time": it.rec["time"], "type": it.rec["type"], "what": what or describe(it)}
 
 
-def evidence(f: Facts, teardown_victims: list[dict]) -> list[dict]:
-    picked: list[dict] = []
+def evidence(f: Facts, teardown_victims: list[Victim]) -> list[Evidence]:
+    picked: list[Evidence] = []
     stop_deliver = f.hops[0].deliver if f.hops else None
     forwards = [h.item for h in f.forwards()[:3]]
     for it in (f.stop, stop_deliver, *forwards, f.kill):

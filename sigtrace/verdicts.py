@@ -133,7 +133,7 @@ _TABLE = (
 VERDICTS: dict[str, Verdict] = {v.name: v for v in _TABLE}
 
 
-class _Blank(dict):
+class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
 

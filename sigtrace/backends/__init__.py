@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from sigtrace import wire
 from sigtrace.config import TraceConfig
@@ -97,7 +97,7 @@ _CLASSES = {
 
 def backend_class(name: str) -> type[Backend]:
     module, cls = _CLASSES[name]
-    return getattr(importlib.import_module(module), cls)
+    return cast(type[Backend], getattr(importlib.import_module(module), cls))
 
 
 def registry() -> dict[str, type[Backend]]:

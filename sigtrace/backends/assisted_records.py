@@ -144,7 +144,7 @@ class AssistedRecords:
         derived = [f"target.{f}" for f in e.read]
         h = e.sa_handler
         handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
-        ge = self.group_exit.get(key)
+        ge = self.group_exit.get(key) if key is not None else None
         if sig == signals.SIGKILL and e.code == kr.SI_USER:
             # get_signal() reports a group exit as SIGKILL without siginfo; the signal behind
             # it is the one complete_signal() turned into that group exit.
@@ -155,7 +155,7 @@ class AssistedRecords:
             info_kind = wire.INFO_NOINFO
             if ge.sig != signals.SIGKILL:
                 derived.append("signal")
-        elif ge is not None and ge.sig == sig and not ge.certain:
+        elif ge is not None and key is not None and ge.sig == sig and not ge.certain:
             del self.group_exit[key]  # it was dequeued after all: it had a handler
         if sig not in self.wanted and gcode not in self.wanted:
             return None
@@ -203,7 +203,8 @@ class AssistedRecords:
         caught = self.facts.caught(e.tgid)
         self.facts.forget(e.tid)
         self.facts.forget(e.tgid)
-        self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
+        if task.pid is not None:
+            self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
         if not took_part and not (self.filters.any and self.filters.matches(task)):
             return []
         core = wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from sigtrace import features, ringbuf, signals, wire
 from sigtrace.backends import Emit, error_for
@@ -107,7 +107,7 @@ def load_bcc() -> ModuleType:
             sys.path.remove(DIST_PACKAGES)
     if not hasattr(bcc, "BPF"):
         raise LibraryError(f"{bcc.__file__} is not BCC's module: install python3-bpfcc")
-    return bcc
+    return cast(ModuleType, bcc)  # no stubs: bcc is Any
 
 
 # --- kernel headers --------------------------------------------------------------------------

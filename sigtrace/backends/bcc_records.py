@@ -43,7 +43,7 @@ _KERNEL_FLAGS = wire.F_SYSCALL | wire.F_FANOUT
 # bcc_program.c's structs as wire.LAYOUTS lays out sigtrace.h's: (name, struct format) in
 # declaration order, a tuple value a nested struct; every record ends in its current task.
 # tests/unit/test_kernel_abi.py compares them with the C source.
-BT_TASK = (
+BT_TASK: wire.Layout = (
     ("cgroup_id", "Q"),
     ("pid", "I"),
     ("tid", "I"),
@@ -51,7 +51,7 @@ BT_TASK = (
     ("_pad", "I"),
     ("comm", "16s"),
 )
-BT_LAYOUTS: dict[str, tuple] = {
+BT_LAYOUTS: dict[str, wire.Layout] = {
     "bt_task": BT_TASK,
     "bt_generate": (
         ("hdr", wire.HEADER),
@@ -99,13 +99,17 @@ _BY_KIND = {
 }
 
 
-def _struct(layout: tuple) -> struct.Struct:
+def _struct(layout: wire.Layout) -> struct.Struct:
     return struct.Struct("=" + wire.flat_format(layout))  # "=": no implicit padding
 
 
-def _field_names(layout: tuple) -> list[str]:
+def _field_names(layout: wire.Layout) -> list[str]:
     """The head's fields, a nested header's inlined (ts_ns, kind, cpu, ...)."""
-    return [n for name, f in layout for n in (_field_names(f) if name == "hdr" else [name])]
+    return [
+        n
+        for name, f in layout
+        for n in (_field_names(f) if name == "hdr" and isinstance(f, tuple) else [name])
+    ]
 
 
 # Field names computed from the layouts: a namedtuple type only at run time (typed Any).
@@ -140,7 +144,7 @@ def pack(name: str, **fields: Any) -> bytes:
     return _struct(BT_LAYOUTS[name]).pack(*_values(BT_LAYOUTS[name], fields))
 
 
-def _values(layout: tuple, fields: dict[str, Any]) -> list[Any]:
+def _values(layout: wire.Layout, fields: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for name, f in layout:
         if isinstance(f, tuple):
@@ -204,7 +208,7 @@ class BccTranslator(AssistedRecords):
         # is gone is looked for once.
         self._status: dict[int, Status | None] = {}
         self._idents: dict[int, Identity | None] = {}
-        self._tasks: dict[tuple, tuple[wire.Task, Identity | None]] = {}
+        self._tasks: dict[tuple[object, ...], tuple[wire.Task, Identity | None]] = {}
         self._tracked: set[int] = set()
         # (tid or tgid, sig) → when this batch last saw it delivered
         self._delivered: dict[tuple[int, int], int] = {}
@@ -295,11 +299,10 @@ class BccTranslator(AssistedRecords):
     def _merge(self, k: Any) -> tuple[wire.Task, Identity | None]:
         ident = self._identity(k.tid, k.pid)
         comm = wire.comm_text(k.comm)
-        unknown: Any = None  # wire.Task's ints: None where /proc had no answer
-        if ident is None:
-            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, comm), None
+        if ident is None:  # /proc had no answer: the namespace ids are not known
+            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, None, None, 0, k.uid, comm), None
         t = ident.task
-        ns_tid = t.ns_tid if t.tid == k.tid else unknown
+        ns_tid = t.ns_tid if t.tid == k.tid else None
         task = wire.Task(
             k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, comm
         )
@@ -340,7 +343,7 @@ class BccTranslator(AssistedRecords):
                 delivered_since=self._delivered.get((target.pid or ttid, r.sig), 0) > r.ts_ns,
             )
         )
-        if rec is not None and tident is not None and target.pid != ttid:
+        if rec is not None and tident is not None and target.pid not in (None, ttid):
             self._track_once(target.pid, TRACK_SIGNALLED)  # the kernel knows only its tid
         return rec
 
@@ -367,7 +370,7 @@ class BccTranslator(AssistedRecords):
         comm = wire.comm_text(r.victim_comm)
         if ident is not None:
             victim = ident.task._replace(tid=vtid, comm=comm or ident.task.comm)
-            if victim.pid != vtid:
+            if victim.pid not in (None, vtid):
                 self.track(victim.pid, TRACK_OOM_VICTIM)
         else:
             victim = unknown_task(None, vtid, comm)
@@ -384,14 +387,15 @@ class BccTranslator(AssistedRecords):
             return
         ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
         task, _ = self._current(k)
+        tid: int = k.tid  # the kernel's (task.tid too, typed int | None for /proc's tasks)
         if kflags & BT_F_TRACKED:
             _once(
-                self._status, task.tid, self.facts.status
+                self._status, tid, self.facts.status
             )  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
-        bounded_set(self.exiting, task.tid, pending)
+        bounded_set(self.exiting, tid, pending)
 
     def proc_exit(self, e: ProcExit) -> list[wire.Record]:
         """A task's wait status from the connector: an exit record for a group-dead exit
@@ -400,9 +404,13 @@ class BccTranslator(AssistedRecords):
         if p is None:
             self.facts.forget(e.tid)
             return []
+        pid = p.task.pid
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
-        took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
+        if self.filters.any:
+            took_part = pid is not None and self.reported.pop(pid, False)
+        else:
+            took_part = p.tracked
         oom = bool(p.flags & wire.F_OOM_VICTIM)
         return self.exit(p.ts_ns, p.cpu, e, p.task, oom=oom, took_part=took_part)
 
@@ -414,4 +422,5 @@ class BccTranslator(AssistedRecords):
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.group_exit.pop(p.task.pid, None)
+            if p.task.pid is not None:
+                self.group_exit.pop(p.task.pid, None)

@@ -248,7 +248,17 @@ def target_state_when_sent(st: Status | None, sig: int, delivered_since: bool) -
 def unknown_task(pid: int | None, tid: int | None, comm: str | None = None) -> wire.Task:
     """A task whose /proc is gone: only what the event itself said. comm None: unknown (not
     "", which would read as the task's name in the output)."""
-    return wire.Task(0, 0, pid, tid, None, None, 0, None, comm)  # type: ignore[arg-type]
+    return wire.Task(
+        cgroup_id=0,
+        cgroup_v1_id=0,
+        pid=pid,
+        tid=tid,
+        ns_pid=None,
+        ns_tid=None,
+        pidns_inum=0,
+        uid=None,
+        comm=comm,
+    )
 
 
 def si_pid_seen_by(sender: Identity, target: Identity) -> int | None:

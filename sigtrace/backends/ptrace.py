@@ -100,7 +100,7 @@ class PtraceBackend(Backend):
         self._wake_w: int | None = None
         self._old_wakeup: int | None = None
         self._old_sigchld: object = None
-        self._senders: dict[tuple[int, int], int] = {}
+        self._senders: dict[tuple[int, int], int | None] = {}
         self.oom = OomCounters(self.procfs, config.sys_root)
         self._open = False
 

@@ -70,7 +70,7 @@ def delivery_records(
         0,
         0,
         sys_nr,
-        target.pid if user else 0,
+        (target.pid or 0) if user else 0,  # unused for ptrace's scopes (no SYS_KILL)
         0,
         sig,
         code,

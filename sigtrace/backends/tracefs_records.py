@@ -254,7 +254,7 @@ class TraceLineTranslator(AssistedRecords):
         out: list[wire.Record] = []
         for rec in records:
             if isinstance(rec, wire.Generate) and rec.target.pid is None:
-                tgid = self.tgid_of.get(rec.target.tid)
+                tgid = self.tgid_of.get(rec.target.tid) if rec.target.tid is not None else None
                 if tgid is not None:
                     rec = rec._replace(target=rec.target._replace(pid=tgid))
             out.append(rec)

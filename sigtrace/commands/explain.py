@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -28,6 +28,10 @@ from sigtrace.predict import (
 )
 from sigtrace.procfs import Procfs
 from sigtrace.timefmt import Clock
+
+if TYPE_CHECKING:
+    from sigtrace.containers.records import RuntimeContainer
+    from sigtrace.enrich import ContainerObject
 
 MAX_DEPTH = 6
 MAX_PROCS = 256
@@ -104,7 +108,7 @@ def read_proc(
     )
 
 
-def _proc_row(p: Proc, depth: int) -> dict:
+def _proc_row(p: Proc, depth: int) -> dict[str, Any]:
     return {
         "pid": p.pid,
         "ns_pid": p.ns_pid,
@@ -115,7 +119,9 @@ def _proc_row(p: Proc, depth: int) -> dict:
     }
 
 
-def explain_record(container: dict, snap: Snapshot, pred: Prediction, now: str) -> dict:
+def explain_record(
+    container: ContainerObject, snap: Snapshot, pred: Prediction, now: str
+) -> dict[str, Any]:
     p1 = snap.pid1
     return {
         "schema": SCHEMA,
@@ -133,7 +139,7 @@ def explain_record(container: dict, snap: Snapshot, pred: Prediction, now: str) 
     }
 
 
-def render_text(rec: dict) -> str:
+def render_text(rec: dict[str, Any]) -> str:
     c = rec["container"]
     name = printable(c.get("name") or c["id"][:12])
     image = f", {printable(c['image'])}" if c.get("image") else ""
@@ -153,7 +159,7 @@ def render_text(rec: dict) -> str:
     return "\n".join(lines)
 
 
-def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list:
+def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list[RuntimeContainer]:
     from sigtrace.containers.select import check_container, parse_pod
     from sigtrace.enrich import default_cache
 

@@ -156,7 +156,7 @@ class ContainerSelector:
                 out.add(i)
         return out
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[dict[str, object]]:
         return [
             {"kind": s.kind, "query": s.query, "matched": sorted(s.matched)}
             for s in self.selections
