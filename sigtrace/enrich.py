@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from typing import Any
 
 from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
@@ -17,7 +18,8 @@ from sigtrace.containers.containerd import ContainerdBundles
 from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.docker import DockerClient
 from sigtrace.containers.records import RuntimeContainer
-from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.correlate import basic_process
+from sigtrace.procfs import Procfs
 
 
 def default_cache() -> ContainerCache:
@@ -90,6 +92,39 @@ class ContainerResolver:
         return None
 
 
+class ProcessDescriber:
+    """`describe` for the correlator: the recorded ids plus the target's cmdline.
+
+    The cmdline is read once per process, when it is first seen (later, a dying process's
+    cmdline is empty), and forgotten when it exits.
+    """
+
+    def __init__(self, procfs: Procfs, max_cached: int = 8192) -> None:
+        self.procfs = procfs
+        self._cmdlines: OrderedDict[int, str | None] = OrderedDict()
+        self.max_cached = max_cached
+
+    def cmdline(self, pid: int) -> str | None:
+        try:
+            return self._cmdlines[pid]
+        except KeyError:
+            pass
+        value = self.procfs.cmdline(pid)
+        self._cmdlines[pid] = value
+        if len(self._cmdlines) > self.max_cached:
+            self._cmdlines.popitem(last=False)
+        return value
+
+    def forget(self, pid: int) -> None:
+        self._cmdlines.pop(pid, None)
+
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
+        out = basic_process(task, role)
+        if role != "sender":
+            out["cmdline"] = self.cmdline(task.pid)
+        return out
+
+
 class ContainerDescriber(ProcessDescriber):
     """`describe` with `container` (and its `pod`) on every process object."""
 
@@ -98,7 +133,7 @@ class ContainerDescriber(ProcessDescriber):
         self.resolver = resolver
         self.cache = cache
 
-    def __call__(self, task: wire.Task, role: str) -> dict:
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
         out = super().__call__(task, role)
         ref = self.resolver.ref_of(task)
         out["container"] = container_object(self.cache.lookup(ref)) if ref else None

@@ -6,10 +6,7 @@ OS errors are mapped once here: a process that is gone reads as None, never a tr
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 
-from sigtrace import wire
-from sigtrace.correlate import basic_process
 from sigtrace.escape import printable
 
 # A cmdline is kept to its first 4 KiB (a 1 MB argument list would make every record of that
@@ -47,37 +44,4 @@ class Procfs:
         for line in raw.decode("utf-8", "backslashreplace").splitlines():
             key, _, value = line.partition(":")
             out[key] = value.strip()
-        return out
-
-
-class ProcessDescriber:
-    """`describe` for the correlator: the recorded ids plus the target's cmdline.
-
-    The cmdline is read once per process, when it is first seen (later, a dying process's
-    cmdline is empty), and forgotten when it exits.
-    """
-
-    def __init__(self, procfs: Procfs, max_cached: int = 8192) -> None:
-        self.procfs = procfs
-        self._cmdlines: OrderedDict[int, str | None] = OrderedDict()
-        self.max_cached = max_cached
-
-    def cmdline(self, pid: int) -> str | None:
-        try:
-            return self._cmdlines[pid]
-        except KeyError:
-            pass
-        value = self.procfs.cmdline(pid)
-        self._cmdlines[pid] = value
-        if len(self._cmdlines) > self.max_cached:
-            self._cmdlines.popitem(last=False)
-        return value
-
-    def forget(self, pid: int) -> None:
-        self._cmdlines.pop(pid, None)
-
-    def __call__(self, task: wire.Task, role: str) -> dict:
-        out = basic_process(task, role)
-        if role != "sender":
-            out["cmdline"] = self.cmdline(task.pid)
         return out
