@@ -13,7 +13,7 @@ from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
-from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
+from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, container_of
 from sigtrace.containers.containerd import ContainerdBundles
 from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.docker import DockerClient
@@ -86,10 +86,8 @@ class ContainerResolver:
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.
-        raw = self.procfs.read(task.pid, "cgroup")
-        if raw:
-            return parse_proc_cgroup(raw.decode("utf-8", "backslashreplace")).container
-        return None
+        paths = self.procfs.cgroup(task.pid)
+        return container_of(paths) if paths else None
 
 
 class ProcessDescriber:

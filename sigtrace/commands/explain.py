@@ -8,7 +8,6 @@ graceful stop is expected, 10 when not, 12 when the prediction is not sure enoug
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TextIO
 
@@ -29,47 +28,9 @@ from sigtrace.predict import (
 from sigtrace.procfs import Procfs
 from sigtrace.timefmt import Clock
 
+# Bounds on the walk: a fork bomb in the container must not make explain read all of /proc.
 MAX_DEPTH = 6
 MAX_PROCS = 256
-
-
-def _mask_has(status: dict[str, str], key: str, signo: int) -> bool:
-    try:
-        return bool(int(status.get(key, "0"), 16) >> (signo - 1) & 1)
-    except ValueError:
-        return False
-
-
-def _ns_pid(status: dict[str, str]) -> int | None:
-    last = status.get("NSpid", "").split()[-1:]
-    return int(last[0]) if last and last[0].isdigit() else None
-
-
-def _child_pids(procfs: Procfs, pid: int) -> list[int]:
-    """From /proc/<pid>/task/*/children (CONFIG_PROC_CHILDREN), else by scanning PPid."""
-    task_dir = os.path.join(procfs.root, str(pid), "task")
-    try:
-        tids = os.listdir(task_dir)
-    except OSError:
-        return []
-    found: list[int] = []
-    have_file = False
-    for tid in tids:
-        raw = procfs.read(pid, f"task/{tid}/children")
-        if raw is not None:
-            have_file = True
-            found += [int(w) for w in raw.split() if w.isdigit()]
-    if have_file:
-        return sorted(set(found))
-    return _scan_children(procfs, pid)
-
-
-def _scan_children(procfs: Procfs, pid: int) -> list[int]:
-    out = []
-    for name in os.listdir(procfs.root):
-        if name.isdigit() and (st := procfs.status(int(name))) and st.get("PPid") == str(pid):
-            out.append(int(name))
-    return sorted(out)
 
 
 def read_proc(
@@ -81,10 +42,9 @@ def read_proc(
     status = procfs.status(pid)
     if status is None:
         raise ContainerNotFound(f"process {pid} is gone")
-    wchan = (procfs.read(pid, "wchan") or b"").decode("ascii", "replace")
     kids: list[Proc] = []
     if depth < MAX_DEPTH:
-        for child in _child_pids(procfs, pid):
+        for child in procfs.children(pid):
             if budget[0] <= 0:
                 break
             try:
@@ -93,13 +53,13 @@ def read_proc(
                 continue  # exited while we looked
     return Proc(
         pid=pid,
-        comm=status.get("Name", "?"),
-        ns_pid=_ns_pid(status),
+        comm=status.name or "?",
+        ns_pid=status.ns_pid,
         cmdline=procfs.cmdline(pid),
-        caught=_mask_has(status, "SigCgt", signo),
-        ignored=_mask_has(status, "SigIgn", signo),
-        blocked=_mask_has(status, "SigBlk", signo),
-        sigwait="sigtimedwait" in wchan,
+        caught=status.caught(signo),
+        ignored=status.ignored(signo),
+        blocked=status.blocked(signo),
+        sigwait="sigtimedwait" in procfs.wchan(pid),
         children=tuple(kids),
     )
 
