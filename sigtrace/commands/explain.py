@@ -1,9 +1,10 @@
 """`sigtrace explain`: what a stop of this container will do, before anyone sends anything.
 
-The edge: the runtime names the container (its PID 1 and STOPSIGNAL), /proc gives the tree
-below PID 1 and each process's dispositions; sigtrace/predict.py decides. Exit code 0 when a
-graceful stop is expected, 10 when not, 12 when the prediction is not sure enough either way
-(what decides it cannot be seen in /proc), so that a CI pipeline can gate on it.
+The runtime names the container (its PID 1 and STOPSIGNAL), sigtrace/proctree.py reads the
+tree below PID 1 and each process's dispositions from /proc, sigtrace/predict.py decides.
+Exit code 0 when a graceful stop is expected, 10 when not, 12 when the prediction is not sure
+enough either way (what decides it cannot be seen in /proc), so that a CI pipeline can gate
+on it. This module only wires the options to those functions and writes the records.
 """
 
 from __future__ import annotations
@@ -26,42 +27,8 @@ from sigtrace.predict import (
     predict,
 )
 from sigtrace.procfs import Procfs
+from sigtrace.proctree import read_proc
 from sigtrace.timefmt import Clock
-
-# Bounds on the walk: a fork bomb in the container must not make explain read all of /proc.
-MAX_DEPTH = 6
-MAX_PROCS = 256
-
-
-def read_proc(
-    procfs: Procfs, pid: int, signo: int, depth: int = 0, budget: list[int] | None = None
-) -> Proc:
-    """One process and the tree below it, as the predictor sees them."""
-    budget = budget if budget is not None else [MAX_PROCS]
-    budget[0] -= 1
-    status = procfs.status(pid)
-    if status is None:
-        raise ContainerNotFound(f"process {pid} is gone")
-    kids: list[Proc] = []
-    if depth < MAX_DEPTH:
-        for child in procfs.children(pid):
-            if budget[0] <= 0:
-                break
-            try:
-                kids.append(read_proc(procfs, child, signo, depth + 1, budget))
-            except ContainerNotFound:
-                continue  # exited while we looked
-    return Proc(
-        pid=pid,
-        comm=status.name or "?",
-        ns_pid=status.ns_pid,
-        cmdline=procfs.cmdline(pid),
-        caught=status.caught(signo),
-        ignored=status.ignored(signo),
-        blocked=status.blocked(signo),
-        sigwait="sigtimedwait" in procfs.wchan(pid),
-        children=tuple(kids),
-    )
 
 
 def _proc_row(p: Proc, depth: int) -> dict:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sigtrace.commands.explain import explain_record, read_proc, render_text
+from sigtrace.commands.explain import explain_record, render_text
 from sigtrace.predict import Proc, Snapshot, predict
 from sigtrace.procfs import Procfs
+from sigtrace.proctree import read_proc
 from tests.tracing import check_schema
 
 TERM = 15
