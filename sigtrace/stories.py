@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from sigtrace import SCHEMA, signals, story_text, verdicts
 from sigtrace.errors import UsageError
 from sigtrace.story_rules import Judgement, judge_facts
-from sigtrace.story_text import shell_kind
 from sigtrace.story_tree import (
     Facts,
     Hop,
@@ -52,7 +51,7 @@ from sigtrace.story_tree import (
 )
 from sigtrace.timefmt import parse_time
 
-__all__ = ["StoryTracker", "judge", "shell_kind", "stop_signal_number"]
+__all__ = ["StoryTracker", "judge", "stop_signal_number"]
 
 SETTLE_S = 1.5  # after PID 1's exit; the correlator may hold a record back up to 1 s
 PRE_START_KEEP = 64  # records kept per container before anything starts a story
