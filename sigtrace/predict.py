@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sigtrace import signals, verdicts
-from sigtrace.story_text import pid1_fix, shell_kind
+from sigtrace.verdicts import pid1_fix, shell_kind
 
 KNOWN_INITS = frozenset({"tini", "docker-init", "dumb-init", "catatonit"})
 MAX_NAMED = 4

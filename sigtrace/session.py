@@ -21,8 +21,9 @@ from typing import Any
 from sigtrace import SCHEMA, __version__, features, wire
 from sigtrace.backends import Backend
 from sigtrace.correlate import Correlator
+from sigtrace.enrich import ProcessDescriber
 from sigtrace.output import Writer
-from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.procfs import Procfs
 from sigtrace.rawlog import ByteStream, RawWriter
 from sigtrace.timefmt import Clock
 

@@ -44,7 +44,6 @@ from sigtrace.story_fields import (
     Victim,
 )
 from sigtrace.story_rules import Judgement, judge_facts
-from sigtrace.story_text import shell_kind
 from sigtrace.story_tree import (
     Facts,
     Hop,
@@ -61,7 +60,7 @@ from sigtrace.story_tree import (
 )
 from sigtrace.timefmt import parse_time
 
-__all__ = ["StoryTracker", "judge", "shell_kind", "stop_signal_number"]
+__all__ = ["StoryTracker", "judge", "stop_signal_number"]
 
 SETTLE_S = 1.5  # after PID 1's exit; the correlator may hold a record back up to 1 s
 PRE_START_KEEP = 64  # records kept per container before anything starts a story

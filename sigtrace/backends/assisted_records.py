@@ -16,10 +16,11 @@ from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
 from sigtrace.backends.group_exits import GroupExits
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import Identity, Status, TaskFacts, si_pid_seen_by
+from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by
 from sigtrace.backends.proctask import target_state_when_sent as when_sent
 from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
+from sigtrace.procfs import Status
 
 # Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
 KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)

@@ -22,13 +22,9 @@ from sigtrace import wire
 from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
 from sigtrace.backends.group_exits import bounded_set
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import (
-    Identity,
-    Status,
-    TaskFacts,
-    unknown_task,
-)
+from sigtrace.backends.proctask import Identity, TaskFacts, unknown_task
 from sigtrace.backends.userfilter import Filters
+from sigtrace.procfs import Status
 
 # Flags of bcc_program.c: wire.F_SYSCALL, F_OOM_VICTIM and F_FANOUT mean what they do in
 # bpf/sigtrace.h (which the program includes); these are its own, above the shared bits.

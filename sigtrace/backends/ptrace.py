@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from sigtrace import wire
 from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
-from sigtrace.backends.proctask import TaskFacts, parse_status, unknown_task
+from sigtrace.backends.proctask import TaskFacts, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.oom_count import OomCounters
 from sigtrace.errors import BackendError, UsageError
 from sigtrace.features import effective_caps
-from sigtrace.procfs import Procfs
+from sigtrace.procfs import Procfs, parse_status
 
 CAP_SYS_PTRACE = 19
 STOPS_PER_POLL = 10000

@@ -16,23 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sigtrace_root_helpers import (
-    NOBODY,
-    REPO,
-    delivers,
-    exits,
-    one,
-    pidns_init,
-    signals,
-)
-
 from sigtrace.backends.bcc import BccBackend, locate_bcc
 from sigtrace.config import TraceConfig
+from tests.root.helpers import NOBODY, pidns_init
+from tests.tracing import REPO, delivers, exits, one, signals
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
-
-    from tests.tracing import Tracer
+    from tests.root.helpers import Agent, StartTracer
+    from tests.tracing import Record, Tracer
 
     Agents = Callable[..., Agent]
 

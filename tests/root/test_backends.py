@@ -19,22 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import (
-    NOBODY,
-    REPO,
-    delivers,
-    exits,
-    one,
-    parse_lines,
-    signals,
-    sigtrace_cmd,
-    wait_for,
-)
 
 from sigtrace.backends import registry
+from tests.root.helpers import NOBODY
+from tests.tracing import REPO, delivers, exits, one, parse_lines, signals, sigtrace_cmd, wait_for
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
+    from tests.root.helpers import Agent, StartTracer
+    from tests.tracing import Record
 
     Agents = Callable[..., Agent]
 

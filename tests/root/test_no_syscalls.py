@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import one, signals
+
+from tests.tracing import one, signals
 
 if TYPE_CHECKING:
     from conftest import Agent, StartTracer

@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import (
-    NOBODY,
-    delivers,
-    exits,
-    flood,
-    one,
-    parse_lines,
-    pidns_init,
-    signals,
-    wait_for,
-)
+
+from tests.root.helpers import NOBODY, flood, pidns_init
+from tests.tracing import delivers, exits, one, parse_lines, signals, wait_for
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Agent, Record, StartTracer
+    from tests.root.helpers import Agent, StartTracer
+    from tests.tracing import Record
 
     Agents = Callable[..., Agent]
 
