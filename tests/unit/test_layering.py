@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sigtrace.correlate", "sigtrace.enrich"),  # wire records → output records, named
     ("sigtrace.predict", "sigtrace.proctree"),  # what a stop will do, from /proc now
     # what the records mean: stories, verdicts, Kubernetes
-    ("sigtrace.story_tree", "sigtrace.story_rules", "sigtrace.story_text", "sigtrace.stories",
+    ("sigtrace.story_fields", "sigtrace.story_tree", "sigtrace.story_rules", "sigtrace.story_text",
+     "sigtrace.stories",
      "sigtrace.kubegrace", "sigtrace.metrics", "sigtrace.k8s_api", "sigtrace.k8s_events"),
     ("sigtrace.output.", "sigtrace.schema"),  # writing records
     ("sigtrace.session", "sigtrace.runner"),  # one tracing run, end to end
@@ -36,7 +37,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 # (importer, imported) pairs that break the layering, to be fixed.
 KNOWN_BACK_EDGES = {
-    ("sigtrace.backends.ptrace", "sigtrace.enrich"),  # default_cache belongs in containers/
     ("sigtrace.output.loss", "sigtrace.session"),  # a session's ticker, not an output
 }
 
