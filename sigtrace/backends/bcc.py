@@ -23,11 +23,11 @@ from types import ModuleType
 from typing import Any, cast
 
 from sigtrace import features, ringbuf, signals, wire
-from sigtrace.backends import Emit, error_for
+from sigtrace.backends import Emit
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.bcc_records import SIZE_DEFINES, BccTranslator
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
-from sigtrace.backends.tracefs_instance import format_fields
+from sigtrace.backends.tracefs_instance import format_fields, mount, probe_rows
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import detect_layout
 from sigtrace.errors import BackendError, LibraryError
@@ -270,14 +270,7 @@ class BccBackend(ProcAssistedBackend):
         out.append(("bcc", found, where))
         headers, detail = find_headers(features.kernel_release(), config.sys_root)
         out.append(("headers", headers is not None, detail))
-        root = features.tracefs_root(config.sys_root)
-        if root is not None:
-            sig = features.tracepoint("signal", "signal_generate", config.sys_root)
-            out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
-        elif os.path.isdir(os.path.join(config.sys_root, "kernel/tracing")):
-            out.append(("tracefs", True, f"{config.sys_root}/kernel/tracing: mountable"))
-        else:
-            out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
+        out += probe_rows(config.sys_root)
         p = features.bpf_privileges(config.proc_root)
         out.append(("privileges", p.ok, p.detail))
         net = features.proc_connector_privileges(config.proc_root)
@@ -301,9 +294,7 @@ class BccBackend(ProcAssistedBackend):
     def open(self) -> None:
         self.require_probes()
         cfg = self.config
-        root = features.tracefs_root(cfg.sys_root, mount=True)
-        if root is None:
-            raise error_for("tracefs", f"cannot mount tracefs at {cfg.sys_root}/kernel/tracing")
+        root = mount(cfg.sys_root)
         headers, _ = find_headers(features.kernel_release(), cfg.sys_root)
         assert headers is not None  # probed
         t0 = time.monotonic()
