@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sigtrace import wire
 from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
-from sigtrace.backends.proctask import TaskFacts, unknown_task
+from sigtrace.backends.proctask import TaskFacts, exit_record, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
@@ -314,27 +314,13 @@ class PtraceBackend(Backend):
         if tgid != tracee.tid:
             return []  # a thread: the process ends with its leader, reported last by waitpid
         task = ident.task if ident is not None else unknown_task(tgid, tracee.tid)
-        flags = wire.F_CORE_DUMPED if status & 0x80 else 0
         oom: bool | None = False
         if status & 0x7F == signal.SIGKILL and tgid is not None:
             # A SIGKILL is never seen here: the OOM killer's or the runtime's? Its cgroup says.
             oom = self.oom.killed(tgid)
-            flags |= wire.F_OOM_VICTIM if oom else 0
         elif tgid is not None:
             self.oom.forget(tgid)
-        derived = ("caught",) if caught is not None else ()
-        return [
-            wire.Exit(
-                time.monotonic_ns(),
-                0,
-                status,
-                flags,
-                task,
-                caught,
-                derived,
-                oom_unknown=oom is None,
-            )
-        ]
+        return [exit_record(time.monotonic_ns(), 0, status, task, caught, oom)]
 
     def lost_total(self) -> int:
         return 0  # every stop is waited for: nothing can be lost, only delayed
