@@ -8,6 +8,7 @@ own kernel side (a ring buffer, a trace_pipe) and says how to widen its --pid fi
 
 from __future__ import annotations
 
+import os
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -58,14 +59,19 @@ class ProcAssistedBackend(Backend):
         except BackendError as exc:
             self._missing.append(f"exit codes: {exc.message}")
 
-    def _kill_calls(self, has_tracepoints: Callable[[str], bool]) -> list[str]:
-        """The kill-family calls to hook: none without --syscalls, else those whose
-        tracepoints this kernel has; what is left out goes into cannot_see."""
+    def _kill_calls(self, tracefs: str) -> list[str]:
+        """The kill-family calls to hook: none without --syscalls, else those whose enter and
+        exit tracepoints `tracefs` (a root or an instance) has; the rest go into cannot_see."""
         if not self.config.syscalls:
             self._missing.append(NO_SYSCALLS_NO_REGS)
             return []
         names = list(wire.SYSCALL_NAMES.values())
-        missing = [name for name in names if not has_tracepoints(name)]
+        events = os.path.join(tracefs, "events", "syscalls")
+        missing = [
+            name
+            for name in names
+            if not all(os.path.isdir(f"{events}/sys_{e}_{name}") for e in ("enter", "exit"))
+        ]
         if missing:
             self._missing.append(
                 f"kill-family syscalls ({', '.join(missing)}: no tracepoint): no fan-out "

@@ -219,13 +219,6 @@ def _captured_output() -> Iterator[Callable[[], str]]:
                 os.close(fd)
 
 
-def _has_call(root: str, name: str) -> bool:
-    """Both tracepoints of a kill-family call."""
-    return all(
-        format_fields(root, "syscalls", f"sys_{e}_{name}") is not None for e in ("enter", "exit")
-    )
-
-
 # --- the backend -----------------------------------------------------------------------------
 
 
@@ -340,7 +333,7 @@ class BccBackend(ProcAssistedBackend):
             "RINGBUF_PAGES": str(cfg.ringbuf_size // 4096),
         }
         d.update({k: str(v) for k, v in SIZE_DEFINES.items()})
-        for name in self._kill_calls(lambda n: _has_call(root, n)):
+        for name in self._kill_calls(root):
             d[f"HAVE_SYS_{name.upper()}"] = "1"
         exit_fields = format_fields(root, "sched", "sched_process_exit") or set()
         if "group_dead" in exit_fields:

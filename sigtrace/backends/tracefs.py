@@ -137,7 +137,7 @@ class TracefsBackend(ProcAssistedBackend):
             self._missing.append("--pid: too many threads for an in-kernel filter")
         inst.enable("signal/signal_generate", filters["signal/signal_generate"])
         inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
-        for name in self._kill_calls(lambda n: inst.has_event(f"syscalls/sys_enter_{n}")):
+        for name in self._kill_calls(inst.path):
             # Not by pid: a fan-out's count includes targets the sender did not name.
             inst.enable(f"syscalls/sys_enter_{name}", sigs)
             inst.enable(f"syscalls/sys_exit_{name}")
