@@ -479,11 +479,9 @@ class BccBackend(ProcAssistedBackend):
         self._map_set("state", 1, 1)
         self.stopping = False  # nothing new comes now: what is left is finite, take all of it
         total = 0
-        while True:
-            n = self._read()
+        while self._read():
             total += self._hand_over(emit)
-            if n == 0:
-                return total + self._hand_over(emit, everything=True)
+        return total + self._hand_over(emit, everything=True)
 
     def _kernel_lost(self) -> int:
         if self.bpf is None:
