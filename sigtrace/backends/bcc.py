@@ -309,7 +309,8 @@ class BccBackend(ProcAssistedBackend):
                     f"attach {self.timings['compile_load_attach']:.3f} s",
                     file=sys.stderr,
                 )
-            self._fill_filters()
+            self._add_tids(self.filters.pids)
+            self.add_cgroup_ids(self.filters.cgroup_ids)  # those given at start
             self._open_events()
             self.builder.exit_codes = self.events is not None
             events = self.bpf["events"]
@@ -379,12 +380,6 @@ class BccBackend(ProcAssistedBackend):
                 f"BCC could not compile or load the program against {headers.source} "
                 f"({first}; --verbose shows the log)"
             ) from failure
-
-    def _fill_filters(self) -> None:
-        self._add_tids(self.filters.pids)
-        if self.kernel_cgroups:
-            for cg in self.filters.cgroup_ids:
-                self._map_set("cgroup_filter", cg, 1)
 
     def _add_tids(self, tids: Iterable[int]) -> None:
         try:
