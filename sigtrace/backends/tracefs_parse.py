@@ -84,7 +84,7 @@ def _syscall_args(text: str) -> dict[str, int] | None:
         if not sep:
             return None
         try:
-            out[name] = int(value[2:], 16) if value.startswith("0x") else int(value)
+            out[name] = int(value, 0)  # base from the prefix
         except ValueError:
             return None
     return out
@@ -110,9 +110,7 @@ def parse_line(line: str) -> Parsed | None:
     }
     rest = m["rest"]
     if sc := _SYS_EXIT.match(rest):
-        ret = sc["ret"]
-        value = int(ret[2:], 16) if ret.startswith("0x") else int(ret)
-        out.update(event="sys_exit", syscall=sc["name"], ret=_signed64(value))
+        out.update(event="sys_exit", syscall=sc["name"], ret=_signed64(int(sc["ret"], 0)))
         return out
     if sc := _SYS_ENTER.match(rest):
         args = _syscall_args(sc["args"])
