@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypedDict
 
 from sigtrace import signals
@@ -36,7 +36,6 @@ class TraceConfig:
     # Where the host's files are: a DaemonSet mounts them elsewhere.
     proc_root: str = "/proc"
     sys_root: str = "/sys"
-    extra: dict[str, object] = field(default_factory=dict)
 
     def filters(self) -> Filters:
         return {

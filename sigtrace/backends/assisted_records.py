@@ -16,7 +16,7 @@ from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
 from sigtrace.backends.group_exits import GroupExits
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import Identity, TaskFacts, si_pid_seen_by
+from sigtrace.backends.proctask import Identity, TaskFacts, exit_record, si_pid_seen_by
 from sigtrace.backends.proctask import target_state_when_sent as when_sent
 from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
@@ -208,15 +208,4 @@ class AssistedRecords:
             self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
         if not took_part and not (self.filters.any and self.filters.matches(task)):
             return []
-        core = wire.F_CORE_DUMPED if e.exit_code & 0x80 else 0
-        return [
-            wire.Exit(
-                ts_ns=ts_ns,
-                cpu=cpu,
-                exit_code=e.exit_code,
-                flags=(wire.F_OOM_VICTIM if oom else 0) | core,
-                task=task,
-                caught=caught,
-                derived=("caught",) if caught is not None else (),
-            )
-        ]
+        return [exit_record(ts_ns, cpu, e.exit_code, task, caught, oom)]

@@ -159,6 +159,16 @@ def unknown_task(pid: int | None, tid: int | None, comm: str | None = None) -> w
     )
 
 
+def exit_record(
+    ts_ns: int, cpu: int, status: int, task: wire.Task, caught: int | None, oom: bool | None
+) -> wire.Exit:
+    """A process's end: its wait status, and its handlers (`caught`) as /proc last read them.
+    `oom` None: whether the OOM killer ended it could not be told."""
+    flags = (wire.F_CORE_DUMPED if status & 0x80 else 0) | (wire.F_OOM_VICTIM if oom else 0)
+    derived = ("caught",) if caught is not None else ()
+    return wire.Exit(ts_ns, cpu, status, flags, task, caught, derived, oom_unknown=oom is None)
+
+
 def si_pid_seen_by(sender: Identity, target: Identity) -> int | None:
     """kill()'s si_pid as the target receives it, from the two tasks' pid namespaces.
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from sigtrace import wire
 from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
-from sigtrace.backends.proctask import TaskFacts, unknown_task
+from sigtrace.backends.proctask import TaskFacts, exit_record, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
 from sigtrace.containers.oom_count import OomCounters
 from sigtrace.errors import BackendError, UsageError
 from sigtrace.features import effective_caps
-from sigtrace.procfs import Procfs, parse_status
+from sigtrace.procfs import Procfs
 
 CAP_SYS_PTRACE = 19
 STOPS_PER_POLL = 10000
@@ -153,24 +153,12 @@ class PtraceBackend(Backend):
         while todo:
             proc = todo.pop()
             for _ in range(100):  # threads made while seizing: list again until stable
-                new = [t for t in self._threads(proc) if t not in self.tracees]
+                new = [t for t in self.procfs.tids(proc) if t not in self.tracees]
                 if not new:
                     break
                 for tid in new:
                     self._seize(tid, proc, required and tid == pid)
-            for tid in self._threads(proc):
-                todo += self._children(proc, tid)
-
-    def _threads(self, pid: int) -> list[int]:
-        try:
-            names = os.listdir(os.path.join(self.procfs.root, str(pid), "task"))
-            return sorted(int(t) for t in names)
-        except (OSError, ValueError):
-            return []
-
-    def _children(self, pid: int, tid: int) -> list[int]:
-        raw = self.procfs.read(pid, f"task/{tid}/children")
-        return [int(c) for c in raw.split()] if raw else []
+            todo += self.procfs.children(proc)
 
     def _seize(self, tid: int, tgid: int, required: bool) -> None:
         try:
@@ -299,11 +287,8 @@ class PtraceBackend(Backend):
             if task is not None and task.ns_pid == si_pid:
                 return task
         candidates = []
-        for name in os.listdir(self.procfs.root):
-            if not name.isdigit():
-                continue
-            raw = self.procfs.read(int(name), "status")
-            st = parse_status(raw.decode("utf-8", "backslashreplace")) if raw else None
+        for pid in self.procfs.pids():
+            st = self.procfs.status(pid)
             if st is None or st.ns_pid != si_pid:
                 continue
             cand = self.facts.task(st.tgid)
@@ -329,27 +314,13 @@ class PtraceBackend(Backend):
         if tgid != tracee.tid:
             return []  # a thread: the process ends with its leader, reported last by waitpid
         task = ident.task if ident is not None else unknown_task(tgid, tracee.tid)
-        flags = wire.F_CORE_DUMPED if status & 0x80 else 0
         oom: bool | None = False
         if status & 0x7F == signal.SIGKILL and tgid is not None:
             # A SIGKILL is never seen here: the OOM killer's or the runtime's? Its cgroup says.
             oom = self.oom.killed(tgid)
-            flags |= wire.F_OOM_VICTIM if oom else 0
         elif tgid is not None:
             self.oom.forget(tgid)
-        derived = ("caught",) if caught is not None else ()
-        return [
-            wire.Exit(
-                time.monotonic_ns(),
-                0,
-                status,
-                flags,
-                task,
-                caught,
-                derived,
-                oom_unknown=oom is None,
-            )
-        ]
+        return [exit_record(time.monotonic_ns(), 0, status, task, caught, oom)]
 
     def lost_total(self) -> int:
         return 0  # every stop is waited for: nothing can be lost, only delayed

@@ -16,15 +16,17 @@ import select
 import time
 
 from sigtrace import features, wire
-from sigtrace.backends import Emit, error_for
+from sigtrace.backends import Emit
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
 from sigtrace.backends.tracefs_instance import (
     Instance,
     and_filters,
     format_fields,
+    mount,
     or_filter,
     pid_filter,
+    probe_rows,
     remove_stale,
 )
 from sigtrace.backends.tracefs_parse import parse_line, saved_names
@@ -58,30 +60,16 @@ CANNOT_SEE_PIDS = [
 ]
 
 
-def _root(config: TraceConfig) -> str | None:
-    return features.tracefs_root(config.sys_root)
-
-
-def _mountable(config: TraceConfig) -> bool:
-    return os.path.isdir(os.path.join(config.sys_root, "kernel/tracing"))
-
-
 class TracefsBackend(ProcAssistedBackend):
     name = "tracefs"
 
     @classmethod
     def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
         out = []
-        root = _root(config)
+        root = features.tracefs_root(config.sys_root)
         if root is not None:
             out.append(("tracefs", True, f"{root} mounted"))
-        elif _mountable(config):
-            out.append(("tracefs", True, f"{config.sys_root}/kernel/tracing: mountable"))
-        else:
-            out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
-        if root is not None:
-            sig = features.tracepoint("signal", "signal_generate", config.sys_root)
-            out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
+        out += probe_rows(config.sys_root)
         root_ok = os.geteuid() == 0
         out.append(("privileges", root_ok, "root" if root_ok else "needs root: run with sudo"))
         net = features.proc_connector_privileges(config.proc_root)
@@ -99,9 +87,7 @@ class TracefsBackend(ProcAssistedBackend):
 
     def open(self) -> None:
         self.require_probes()
-        root = features.tracefs_root(self.config.sys_root, mount=True)
-        if root is None:
-            raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
+        root = mount(self.config.sys_root)
         remove_stale(root, self.config.proc_root)
         self._root = root
         facts = self._open_facts(frozenset(self.config.pids))
@@ -151,7 +137,7 @@ class TracefsBackend(ProcAssistedBackend):
             self._missing.append("--pid: too many threads for an in-kernel filter")
         inst.enable("signal/signal_generate", filters["signal/signal_generate"])
         inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
-        for name in self._kill_calls(lambda n: inst.has_event(f"syscalls/sys_enter_{n}")):
+        for name in self._kill_calls(inst.path):
             # Not by pid: a fan-out's count includes targets the sender did not name.
             inst.enable(f"syscalls/sys_enter_{name}", sigs)
             inst.enable(f"syscalls/sys_exit_{name}")

@@ -14,12 +14,31 @@ import os
 import re
 from collections.abc import Iterable
 
+from sigtrace import features
 from sigtrace.errors import BackendError, KernelFeatureError
 
 PREFIX = "sigtrace-"
 _STALE = re.compile(rf"^{PREFIX}(\d+)$")
 # The kernel caps a filter string at a page; stay well below, else filter in user space.
 FILTER_MAX = 3000
+
+
+def probe_rows(sys_root: str) -> list[tuple[str, bool, str]]:
+    """The signal tracepoints, where tracefs is mounted; else whether open() can mount it."""
+    where = f"{sys_root}/kernel/tracing"
+    if features.tracefs_root(sys_root) is None:
+        ok = os.path.isdir(where)
+        return [("tracefs", ok, f"{where}: mountable" if ok else f"no tracefs under {where}")]
+    sig = features.tracepoint("signal", "signal_generate", sys_root)
+    return [("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail)]
+
+
+def mount(sys_root: str) -> str:
+    """tracefs's path, mounted now if it was not (probe_rows said it can be)."""
+    root = features.tracefs_root(sys_root, mount=True)
+    if root is None:
+        raise KernelFeatureError(f"cannot mount tracefs at {sys_root}/kernel/tracing")
+    return root
 
 
 def remove_stale(tracefs: str, proc_root: str = "/proc") -> list[str]:

@@ -153,9 +153,3 @@ class ContainerSelector:
             if path and path != "/" and (i := self.cgroups.id_of(path, hierarchy)) is not None:
                 out.add(i)
         return out
-
-    def describe(self) -> list[dict[str, object]]:
-        return [
-            {"kind": s.kind, "query": s.query, "matched": sorted(s.matched)}
-            for s in self.selections
-        ]
