@@ -93,8 +93,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64); /* 1: took part in a signal, 2: OOM victim */
+	__type(value, __u64); /* enum tracked_bits */
 } tracked SEC(".maps");
+
+/* Why a process's exit will be reported (bits of a `tracked` value; kernel side only). */
+enum tracked_bits {
+	TRACKED_SIGNAL = 1, /* it sent or received a traced signal */
+	TRACKED_OOM = 2,    /* the OOM killer chose it */
+};
 
 __u64 syscall_seq = 0;
 
@@ -119,6 +125,40 @@ static __always_inline void count_lost(void)
 
 	if (n)
 		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline __u32 record_size(enum st_kind kind)
+{
+	switch (kind) {
+	case ST_KIND_GENERATE:
+		return sizeof(struct st_generate);
+	case ST_KIND_DELIVER:
+		return sizeof(struct st_deliver);
+	case ST_KIND_SYSCALL:
+		return sizeof(struct st_syscall);
+	case ST_KIND_EXIT:
+		return sizeof(struct st_exit);
+	default:
+		return sizeof(struct st_oom);
+	}
+}
+
+/* A zeroed record of that kind with its header filled in, or NULL when the ring buffer is
+ * full (counted as lost). kind is a constant at every call: the size folds away. */
+static __always_inline void *reserve(enum st_kind kind)
+{
+	__u32 size = record_size(kind);
+	struct st_header *h = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!h) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(h, 0, size);
+	h->ts_ns = bpf_ktime_get_ns();
+	h->kind = kind;
+	h->cpu = bpf_get_smp_processor_id();
+	return h;
 }
 
 static __always_inline u64 kn_id(struct cgroup *cg)
@@ -383,18 +423,12 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	if (any_filter() && !task_matches(cur) && !task_matches(task))
 		return 0;
 
-	struct st_generate *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_generate *e = reserve(ST_KIND_GENERATE);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
 	if (call)
 		call->emitted += 1;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_GENERATE;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->sig = sig;
 	e->group = group;
 	e->result = result;
@@ -436,7 +470,7 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	fill_task(&e->sender, cur);
 	fill_task(&e->target, task);
 	bpf_ringbuf_submit(e, 0);
-	track(BPF_CORE_READ(task, tgid), 1);
+	track(BPF_CORE_READ(task, tgid), TRACKED_SIGNAL);
 	return 0;
 }
 
@@ -468,16 +502,10 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	if (any_filter() && !task_matches(cur))
 		return 0;
 
-	struct st_deliver *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_deliver *e = reserve(ST_KIND_DELIVER);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_DELIVER;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->sig = sig;
 	s32 si_errno = 0;
 	u32 si_uid = 0;
@@ -496,7 +524,7 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	e->flags = flags;
 	fill_task(&e->task, cur);
 	bpf_ringbuf_submit(e, 0);
-	track(BPF_CORE_READ(cur, tgid), 1);
+	track(BPF_CORE_READ(cur, tgid), TRACKED_SIGNAL);
 	return 0;
 }
 
@@ -551,16 +579,10 @@ static __always_inline int syscall_exit(long ret, struct pt_regs___x86 *r, long 
 		    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
 			goto out;
 	}
-	struct st_syscall *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_syscall *e = reserve(ST_KIND_SYSCALL);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_SYSCALL;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -707,20 +729,14 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 		 * when it took part in no traced signal: a job that exits by itself. */
 		if (any_filter() ? !task_matches(task) : !container_init(task))
 			return 0;
-	} else if (*bits & 2) {
+	} else if (*bits & TRACKED_OOM) {
 		flags |= ST_F_OOM_VICTIM;
 	}
 
-	struct st_exit *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_exit *e = reserve(ST_KIND_EXIT);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_EXIT;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	unsigned int sflags = BPF_CORE_READ(task, signal, flags);
 	int code = BPF_CORE_READ(task, exit_code);
 
@@ -747,18 +763,12 @@ int BPF_PROG(handle_oom, struct task_struct *task)
 
 	if (any_filter() && !task_matches(task))
 		return 0;
-	track(BPF_CORE_READ(task, tgid), 2);
+	track(BPF_CORE_READ(task, tgid), TRACKED_OOM);
 
-	struct st_oom *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_oom *e = reserve(ST_KIND_OOM);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_OOM;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	fill_task(&e->victim, task);
 	fill_task(&e->trigger, cur);
 	bpf_ringbuf_submit(e, 0);
