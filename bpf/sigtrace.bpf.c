@@ -111,11 +111,18 @@ struct st_syscall *_btf_syscall __attribute__((unused));
 struct st_exit *_btf_exit __attribute__((unused));
 struct st_oom *_btf_oom __attribute__((unused));
 
+/* Bit (sig - 1) of mask, for sig as a tracepoint's u64 argument holds it (zero- or
+ * sign-extended: 0 and negatives wrap past 63 either way, so one unsigned compare). */
+static __always_inline bool sig_in(__u64 mask, __u64 sig)
+{
+	__u64 bit = sig - 1;
+
+	return bit < 64 && ((mask >> bit) & 1);
+}
+
 static __always_inline bool sig_wanted(int sig)
 {
-	if (sig < 1 || sig > 64)
-		return false;
-	return sig_mask & (1ULL << (sig - 1));
+	return sig_in(sig_mask, (__u32)sig);
 }
 
 static __always_inline void count_lost(void)
@@ -383,13 +390,10 @@ static __always_inline bool call_from_regs(struct pt_regs___x86 *r, long id, str
 	return true;
 }
 
-SEC("tp_btf/signal_generate")
-int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_struct *task,
-	     int group, int result)
+/* A traced signal at signal_generate (handle_generate has filtered it by number). */
+static __always_inline int generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+				    int group, int result)
 {
-	if (!sig_wanted(sig))
-		return 0;
-
 	struct task_struct *cur = bpf_get_current_task_btf();
 	u32 tid = (u32)bpf_get_current_pid_tgid();
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
@@ -474,13 +478,9 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	return 0;
 }
 
-SEC("tp_btf/signal_deliver")
-int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+/* At signal_deliver: a traced signal, or a SIGKILL (handle_deliver has tested the number). */
+static __always_inline int deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
 {
-	/* Only a SIGKILL can stand for another signal (below): the rest is filtered before any
-	 * read, as every signal of a storm that is not traced comes through here. */
-	if (sig != SIGKILL && !sig_wanted(sig))
-		return 0;
 	struct task_struct *cur = bpf_get_current_task_btf();
 	unsigned int sflags = BPF_CORE_READ(cur, signal, flags);
 	int gcode = BPF_CORE_READ(cur, signal, group_exit_code);
@@ -526,6 +526,28 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	bpf_ringbuf_submit(e, 0);
 	track(BPF_CORE_READ(cur, tgid), TRACKED_SIGNAL);
 	return 0;
+}
+
+/*
+ * The two hooks every signal of the host passes: one that is not traced (a storm of them)
+ * leaves on the first test, the signal number against sig_mask, before anything else is read
+ * (plain functions rather than BPF_PROG, whose argument loads the compiler put first).
+ */
+SEC("tp_btf/signal_generate")
+int handle_generate(u64 *ctx)
+{
+	if (!sig_in(sig_mask, ctx[0]))
+		return 0;
+	return generate((int)ctx[0], (void *)ctx[1], (void *)ctx[2], (int)ctx[3], (int)ctx[4]);
+}
+
+SEC("tp_btf/signal_deliver")
+int handle_deliver(u64 *ctx)
+{
+	/* Only a SIGKILL can stand for another signal (deliver()): the rest go here. */
+	if (!sig_in(sig_mask | (1ULL << (SIGKILL - 1)), ctx[0]))
+		return 0;
+	return deliver((int)ctx[0], (void *)ctx[1], (void *)ctx[2]);
 }
 
 static __always_inline int syscall_enter(s32 nr, s32 sig, s32 req_pid, s32 req_tid, u32 sys_flags)
