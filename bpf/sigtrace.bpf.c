@@ -739,8 +739,9 @@ static __always_inline bool container_init(struct task_struct *t)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
-	/* Only the last thread: signal->live has already been decremented. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	/* Only the last thread: signal->live has already been decremented. Every thread of the
+	 * host passes here: a direct (BTF) read, no helper call, before the map lookup. */
+	if (task->signal->live.counter != 0)
 		return 0;
 	u32 tgid = BPF_CORE_READ(task, tgid);
 	u64 *bits = bpf_map_lookup_elem(&tracked, &tgid);
