@@ -396,8 +396,8 @@ static __always_inline int generate(int sig, struct kernel_siginfo *info, struct
 {
 	struct task_struct *cur = bpf_get_current_task_btf();
 	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
-
+	/* regs_syscalls (the default): no syscall hook fills inflight, so no lookup. */
+	struct inflight *call = regs_syscalls ? NULL : bpf_map_lookup_elem(&inflight, &tid);
 	struct inflight from_regs = {};
 
 	if (call && call->sig == sig) {
