@@ -564,20 +564,13 @@ static __always_inline int syscall_exit(long ret, struct pt_regs___x86 *r, long 
 		c.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1;
 	}
 	struct task_struct *cur = bpf_get_current_task_btf();
+	enum call_news news = call_news(call, ret);
 
-	/* A single-target call's signal carried everything already; only a fan-out's count
-	 * and a failure are news (that halves the records of a kill() storm). */
-	if (call->emitted > 0 && !fanout_request(call))
+	if (news == CALL_NEWS_NO)
 		goto out;
-	if (call->emitted == 0) {
-		/* Its signals were all filtered out, or it sent none: only a failure is news,
-		 * and only when its sender (or the pid it named) is one we trace. */
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if (any_filter() && !task_matches(cur) &&
-		    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
+	if (news == CALL_NEWS_IF_TRACED && any_filter() && !task_matches(cur) &&
+	    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
 	struct st_syscall *e = reserve(ST_KIND_SYSCALL);
 
 	if (!e)

@@ -33,4 +33,25 @@ static __always_inline bool fanout_request(const struct inflight *call)
 	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
 }
 
+/* Whether a finished call gets its own record; who is traced, each program's filters say. */
+enum call_news {
+	CALL_NEWS_NO,
+	CALL_NEWS_YES,
+	CALL_NEWS_IF_TRACED, /* if its sender, or the pid it named, is traced */
+};
+
+/* The rule userfilter.call_is_news has for user space's filters: keep the two alike. */
+static __always_inline enum call_news call_news(const struct inflight *call, long ret)
+{
+	/* A single-target call's signal carried everything already; only a fan-out's count
+	 * and a failure are news (that halves the records of a kill() storm). */
+	if (call->emitted > 0)
+		return fanout_request(call) ? CALL_NEWS_YES : CALL_NEWS_NO;
+	/* Its signals were all filtered out, or it sent none: only a failure is news,
+	 * and only when its sender (or the pid it named) is one we trace. */
+	if (call->count > 0 || ret >= 0)
+		return CALL_NEWS_NO;
+	return CALL_NEWS_IF_TRACED;
+}
+
 #endif /* __SIGTRACE_RULES_H__ */

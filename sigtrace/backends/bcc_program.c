@@ -330,17 +330,13 @@ static inline int sys_exit(long ret)
 		return 0;
 	if (paused())
 		goto out;
-	/* Only a fan-out's count and a failure are news: the rule and its reasons are
-	 * userfilter.call_is_news's (sigtrace.bpf.c's syscall_exit has it too). */
-	if (call->emitted > 0 && !fanout_request(call))
+	enum call_news news = call_news(call, ret);
+
+	if (news == CALL_NEWS_NO)
 		goto out;
-	if (call->emitted == 0) {
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
-		    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
+	if (news == CALL_NEWS_IF_TRACED && (FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
+	    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
 
 	struct bt_syscall *e = reserve(sizeof(*e), ST_KIND_SYSCALL);
 
