@@ -8,13 +8,12 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "sigtrace.h"
+#include "sigtrace_rules.h"
 
-#define SIGKILL 9
 #define SIGNAL_GROUP_EXIT 0x00000004
 #define SIGNAL_UNKILLABLE 0x00000040
 #define PF_EXITING 0x00000004
 #define SI_USER 0
-#define SI_KERNEL 0x80
 #define MAX_PIDNS_LEVEL 32
 
 /* Settings, fixed before load. Bit (sig - 1) of sig_mask selects sig. */
@@ -66,18 +65,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");
-
-struct inflight {
-	__u64 seq;
-	__s32 nr;
-	__s32 sig;
-	__s32 req_pid;
-	__s32 req_tid;
-	__u32 count;   /* signals this call generated */
-	__u32 emitted; /* of which passed the filters and reached the ring buffer */
-	__u32 sys_flags;
-	__u32 _pad;
-};
 
 /* A kill-family syscall in progress, by tid. LRU: a sender that dies inside kill() (its own
  * group's SIGKILL) never reaches sys_exit to remove its entry. */
@@ -334,16 +321,6 @@ static __always_inline void read_info(struct kernel_siginfo *info, s32 *code, s3
 	*si_uid = BPF_CORE_READ(info, _sifields._kill._uid);
 }
 
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
-
-/* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
-static __always_inline bool fanout_request(struct inflight *call)
-{
-	if (call->nr == ST_SYS_KILL)
-		return call->req_pid <= 0;
-	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
-}
-
 static __always_inline void track(u32 tgid, u64 bits)
 {
 	u64 *v = bpf_map_lookup_elem(&tracked, &tgid);
@@ -587,20 +564,13 @@ static __always_inline int syscall_exit(long ret, struct pt_regs___x86 *r, long 
 		c.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1;
 	}
 	struct task_struct *cur = bpf_get_current_task_btf();
+	enum call_news news = call_news(call, ret);
 
-	/* A single-target call's signal carried everything already; only a fan-out's count
-	 * and a failure are news (that halves the records of a kill() storm). */
-	if (call->emitted > 0 && !fanout_request(call))
+	if (news == CALL_NEWS_NO)
 		goto out;
-	if (call->emitted == 0) {
-		/* Its signals were all filtered out, or it sent none: only a failure is news,
-		 * and only when its sender (or the pid it named) is one we trace. */
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if (any_filter() && !task_matches(cur) &&
-		    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
+	if (news == CALL_NEWS_IF_TRACED && any_filter() && !task_matches(cur) &&
+	    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
 	struct st_syscall *e = reserve(ST_KIND_SYSCALL);
 
 	if (!e)

@@ -13,6 +13,7 @@
  * and the record sizes user space decodes (BT_*_SIZE), checked below at compile time.
  * Record kinds, the record header, syscall numbers and shared flags are sigtrace.h's (the
  * CO-RE program's header, shipped beside this file): one definition for C and for wire.py.
+ * A kill-family call's state and rules are sigtrace_rules.h's, shared with the CO-RE program.
  */
 
 /* Named by the syscall tracepoints' formats; only ever compared with NULL here. */
@@ -20,10 +21,8 @@ struct siginfo;
 typedef struct siginfo siginfo_t;
 
 #include "sigtrace.h"
+#include "sigtrace_rules.h"
 
-#define SIGKILL 9
-#define SI_KERNEL 0x80
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
 /* An exiting task's SI_KERNEL SIGKILL within this long is its namespace teardown. */
 #define TEARDOWN_WINDOW_NS 1000000000ULL
 
@@ -109,18 +108,6 @@ _Static_assert(sizeof(struct bt_syscall) == BT_SYSCALL_SIZE, "bt_syscall size");
 _Static_assert(sizeof(struct bt_exit) == BT_EXIT_SIZE, "bt_exit size");
 _Static_assert(sizeof(struct bt_oom) == BT_OOM_SIZE, "bt_oom size");
 _Static_assert(sizeof(struct bt_task) == BT_TASK_SIZE, "bt_task size");
-
-struct inflight {
-	u64 seq;
-	s32 nr;
-	s32 sig;
-	s32 req_pid;
-	s32 req_tid;
-	u32 count;   /* signals this call generated */
-	u32 emitted; /* of which passed the filters and reached the ring buffer */
-	u32 sys_flags;
-	u32 flags; /* BT_F_USER_SIGINFO */
-};
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(lost, u64, 1);
@@ -216,14 +203,6 @@ static inline void fill_current(struct bt_task *t)
 	t->tid = (u32)id;
 	t->uid = (u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(&t->comm, sizeof(t->comm));
-}
-
-/* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
-static inline bool fanout_request(struct inflight *call)
-{
-	if (call->nr == ST_SYS_KILL)
-		return call->req_pid <= 0;
-	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
 }
 
 TRACEPOINT_PROBE(signal, signal_generate)
@@ -351,17 +330,13 @@ static inline int sys_exit(long ret)
 		return 0;
 	if (paused())
 		goto out;
-	/* Only a fan-out's count and a failure are news: the rule and its reasons are
-	 * userfilter.call_is_news's (sigtrace.bpf.c's syscall_exit has it too). */
-	if (call->emitted > 0 && !fanout_request(call))
+	enum call_news news = call_news(call, ret);
+
+	if (news == CALL_NEWS_NO)
 		goto out;
-	if (call->emitted == 0) {
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
-		    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
+	if (news == CALL_NEWS_IF_TRACED && (FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
+	    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
 
 	struct bt_syscall *e = reserve(sizeof(*e), ST_KIND_SYSCALL);
 
