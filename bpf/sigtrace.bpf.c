@@ -8,13 +8,12 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "sigtrace.h"
+#include "sigtrace_rules.h"
 
-#define SIGKILL 9
 #define SIGNAL_GROUP_EXIT 0x00000004
 #define SIGNAL_UNKILLABLE 0x00000040
 #define PF_EXITING 0x00000004
 #define SI_USER 0
-#define SI_KERNEL 0x80
 #define MAX_PIDNS_LEVEL 32
 
 /* Settings, fixed before load. Bit (sig - 1) of sig_mask selects sig. */
@@ -67,18 +66,6 @@ struct {
 	__type(value, __u8);
 } cgroup_filter SEC(".maps");
 
-struct inflight {
-	__u64 seq;
-	__s32 nr;
-	__s32 sig;
-	__s32 req_pid;
-	__s32 req_tid;
-	__u32 count;   /* signals this call generated */
-	__u32 emitted; /* of which passed the filters and reached the ring buffer */
-	__u32 sys_flags;
-	__u32 _pad;
-};
-
 /* A kill-family syscall in progress, by tid. LRU: a sender that dies inside kill() (its own
  * group's SIGKILL) never reaches sys_exit to remove its entry. */
 struct {
@@ -93,8 +80,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64); /* 1: took part in a signal, 2: OOM victim */
+	__type(value, __u64); /* enum tracked_bits */
 } tracked SEC(".maps");
+
+/* Why a process's exit will be reported (bits of a `tracked` value; kernel side only). */
+enum tracked_bits {
+	TRACKED_SIGNAL = 1, /* it sent or received a traced signal */
+	TRACKED_OOM = 2,    /* the OOM killer chose it */
+};
 
 __u64 syscall_seq = 0;
 
@@ -105,11 +98,18 @@ struct st_syscall *_btf_syscall __attribute__((unused));
 struct st_exit *_btf_exit __attribute__((unused));
 struct st_oom *_btf_oom __attribute__((unused));
 
+/* Bit (sig - 1) of mask, for sig as a tracepoint's u64 argument holds it (zero- or
+ * sign-extended: 0 and negatives wrap past 63 either way, so one unsigned compare). */
+static __always_inline bool sig_in(__u64 mask, __u64 sig)
+{
+	__u64 bit = sig - 1;
+
+	return bit < 64 && ((mask >> bit) & 1);
+}
+
 static __always_inline bool sig_wanted(int sig)
 {
-	if (sig < 1 || sig > 64)
-		return false;
-	return sig_mask & (1ULL << (sig - 1));
+	return sig_in(sig_mask, (__u32)sig);
 }
 
 static __always_inline void count_lost(void)
@@ -119,6 +119,40 @@ static __always_inline void count_lost(void)
 
 	if (n)
 		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline __u32 record_size(enum st_kind kind)
+{
+	switch (kind) {
+	case ST_KIND_GENERATE:
+		return sizeof(struct st_generate);
+	case ST_KIND_DELIVER:
+		return sizeof(struct st_deliver);
+	case ST_KIND_SYSCALL:
+		return sizeof(struct st_syscall);
+	case ST_KIND_EXIT:
+		return sizeof(struct st_exit);
+	default:
+		return sizeof(struct st_oom);
+	}
+}
+
+/* A zeroed record of that kind with its header filled in, or NULL when the ring buffer is
+ * full (counted as lost). kind is a constant at every call: the size folds away. */
+static __always_inline void *reserve(enum st_kind kind)
+{
+	__u32 size = record_size(kind);
+	struct st_header *h = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!h) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(h, 0, size);
+	h->ts_ns = bpf_ktime_get_ns();
+	h->kind = kind;
+	h->cpu = bpf_get_smp_processor_id();
+	return h;
 }
 
 static __always_inline u64 kn_id(struct cgroup *cg)
@@ -287,16 +321,6 @@ static __always_inline void read_info(struct kernel_siginfo *info, s32 *code, s3
 	*si_uid = BPF_CORE_READ(info, _sifields._kill._uid);
 }
 
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
-
-/* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
-static __always_inline bool fanout_request(struct inflight *call)
-{
-	if (call->nr == ST_SYS_KILL)
-		return call->req_pid <= 0;
-	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
-}
-
 static __always_inline void track(u32 tgid, u64 bits)
 {
 	u64 *v = bpf_map_lookup_elem(&tracked, &tgid);
@@ -343,17 +367,14 @@ static __always_inline bool call_from_regs(struct pt_regs___x86 *r, long id, str
 	return true;
 }
 
-SEC("tp_btf/signal_generate")
-int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_struct *task,
-	     int group, int result)
+/* A traced signal at signal_generate (handle_generate has filtered it by number). */
+static __always_inline int generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+				    int group, int result)
 {
-	if (!sig_wanted(sig))
-		return 0;
-
 	struct task_struct *cur = bpf_get_current_task_btf();
 	u32 tid = (u32)bpf_get_current_pid_tgid();
-	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
-
+	/* regs_syscalls (the default): no syscall hook fills inflight, so no lookup. */
+	struct inflight *call = regs_syscalls ? NULL : bpf_map_lookup_elem(&inflight, &tid);
 	struct inflight from_regs = {};
 
 	if (call && call->sig == sig) {
@@ -383,18 +404,12 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	if (any_filter() && !task_matches(cur) && !task_matches(task))
 		return 0;
 
-	struct st_generate *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_generate *e = reserve(ST_KIND_GENERATE);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
 	if (call)
 		call->emitted += 1;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_GENERATE;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->sig = sig;
 	e->group = group;
 	e->result = result;
@@ -436,17 +451,13 @@ int BPF_PROG(handle_generate, int sig, struct kernel_siginfo *info, struct task_
 	fill_task(&e->sender, cur);
 	fill_task(&e->target, task);
 	bpf_ringbuf_submit(e, 0);
-	track(BPF_CORE_READ(task, tgid), 1);
+	track(BPF_CORE_READ(task, tgid), TRACKED_SIGNAL);
 	return 0;
 }
 
-SEC("tp_btf/signal_deliver")
-int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+/* At signal_deliver: a traced signal, or a SIGKILL (handle_deliver has tested the number). */
+static __always_inline int deliver(int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
 {
-	/* Only a SIGKILL can stand for another signal (below): the rest is filtered before any
-	 * read, as every signal of a storm that is not traced comes through here. */
-	if (sig != SIGKILL && !sig_wanted(sig))
-		return 0;
 	struct task_struct *cur = bpf_get_current_task_btf();
 	unsigned int sflags = BPF_CORE_READ(cur, signal, flags);
 	int gcode = BPF_CORE_READ(cur, signal, group_exit_code);
@@ -468,16 +479,10 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	if (any_filter() && !task_matches(cur))
 		return 0;
 
-	struct st_deliver *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_deliver *e = reserve(ST_KIND_DELIVER);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_DELIVER;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->sig = sig;
 	s32 si_errno = 0;
 	u32 si_uid = 0;
@@ -496,8 +501,30 @@ int BPF_PROG(handle_deliver, int sig, struct kernel_siginfo *info, struct k_siga
 	e->flags = flags;
 	fill_task(&e->task, cur);
 	bpf_ringbuf_submit(e, 0);
-	track(BPF_CORE_READ(cur, tgid), 1);
+	track(BPF_CORE_READ(cur, tgid), TRACKED_SIGNAL);
 	return 0;
+}
+
+/*
+ * The two hooks every signal of the host passes: one that is not traced (a storm of them)
+ * leaves on the first test, the signal number against sig_mask, before anything else is read
+ * (plain functions rather than BPF_PROG, whose argument loads the compiler put first).
+ */
+SEC("tp_btf/signal_generate")
+int handle_generate(u64 *ctx)
+{
+	if (!sig_in(sig_mask, ctx[0]))
+		return 0;
+	return generate((int)ctx[0], (void *)ctx[1], (void *)ctx[2], (int)ctx[3], (int)ctx[4]);
+}
+
+SEC("tp_btf/signal_deliver")
+int handle_deliver(u64 *ctx)
+{
+	/* Only a SIGKILL can stand for another signal (deliver()): the rest go here. */
+	if (!sig_in(sig_mask | (1ULL << (SIGKILL - 1)), ctx[0]))
+		return 0;
+	return deliver((int)ctx[0], (void *)ctx[1], (void *)ctx[2]);
 }
 
 static __always_inline int syscall_enter(s32 nr, s32 sig, s32 req_pid, s32 req_tid, u32 sys_flags)
@@ -537,30 +564,17 @@ static __always_inline int syscall_exit(long ret, struct pt_regs___x86 *r, long 
 		c.seq = __sync_fetch_and_add(&syscall_seq, 1) + 1;
 	}
 	struct task_struct *cur = bpf_get_current_task_btf();
+	enum call_news news = call_news(call, ret);
 
-	/* A single-target call's signal carried everything already; only a fan-out's count
-	 * and a failure are news (that halves the records of a kill() storm). */
-	if (call->emitted > 0 && !fanout_request(call))
+	if (news == CALL_NEWS_NO)
 		goto out;
-	if (call->emitted == 0) {
-		/* Its signals were all filtered out, or it sent none: only a failure is news,
-		 * and only when its sender (or the pid it named) is one we trace. */
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if (any_filter() && !task_matches(cur) &&
-		    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
-	struct st_syscall *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (news == CALL_NEWS_IF_TRACED && any_filter() && !task_matches(cur) &&
+	    !(filter_pids && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
+	struct st_syscall *e = reserve(ST_KIND_SYSCALL);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_SYSCALL;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -695,8 +709,9 @@ static __always_inline bool container_init(struct task_struct *t)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *task)
 {
-	/* Only the last thread: signal->live has already been decremented. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+	/* Only the last thread: signal->live has already been decremented. Every thread of the
+	 * host passes here: a direct (BTF) read, no helper call, before the map lookup. */
+	if (task->signal->live.counter != 0)
 		return 0;
 	u32 tgid = BPF_CORE_READ(task, tgid);
 	u64 *bits = bpf_map_lookup_elem(&tracked, &tgid);
@@ -707,20 +722,14 @@ int BPF_PROG(handle_exit, struct task_struct *task)
 		 * when it took part in no traced signal: a job that exits by itself. */
 		if (any_filter() ? !task_matches(task) : !container_init(task))
 			return 0;
-	} else if (*bits & 2) {
+	} else if (*bits & TRACKED_OOM) {
 		flags |= ST_F_OOM_VICTIM;
 	}
 
-	struct st_exit *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_exit *e = reserve(ST_KIND_EXIT);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_EXIT;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	unsigned int sflags = BPF_CORE_READ(task, signal, flags);
 	int code = BPF_CORE_READ(task, exit_code);
 
@@ -747,18 +756,12 @@ int BPF_PROG(handle_oom, struct task_struct *task)
 
 	if (any_filter() && !task_matches(task))
 		return 0;
-	track(BPF_CORE_READ(task, tgid), 2);
+	track(BPF_CORE_READ(task, tgid), TRACKED_OOM);
 
-	struct st_oom *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct st_oom *e = reserve(ST_KIND_OOM);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->hdr.ts_ns = bpf_ktime_get_ns();
-	e->hdr.kind = ST_KIND_OOM;
-	e->hdr.cpu = bpf_get_smp_processor_id();
 	fill_task(&e->victim, task);
 	fill_task(&e->trigger, cur);
 	bpf_ringbuf_submit(e, 0);

@@ -91,6 +91,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(
     ctx: click.Context,
+    /,
     fmt: str | None,
     output: str | None,
     duration: float | None,

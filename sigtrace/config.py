@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypedDict
 
 from sigtrace import signals
+
+
+class Filters(TypedDict):
+    """The start record's `filters`."""
+
+    signals: list[str]
+    pids: list[int]
+    cgroup_ids: list[int]
+    containers: list[str]
+    pods: list[str]
 
 
 @dataclass(frozen=True)
@@ -25,9 +36,8 @@ class TraceConfig:
     # Where the host's files are: a DaemonSet mounts them elsewhere.
     proc_root: str = "/proc"
     sys_root: str = "/sys"
-    extra: dict = field(default_factory=dict)
 
-    def filters(self) -> dict:
+    def filters(self) -> Filters:
         return {
             "signals": [signals.name(s) for s in sorted(self.signals)],
             "pids": list(self.pids),

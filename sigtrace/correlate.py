@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sigtrace import SCHEMA, signals, wire
@@ -29,7 +29,7 @@ from sigtrace.escape import printable
 
 Out = dict[str, Any]
 # describe(task, role) -> the process object; role is "sender", "target" or "process".
-Describe = Callable[[wire.Task, str], dict]
+Describe = Callable[[wire.Task, str], dict[str, Any]]
 # How long signals wait for their syscall's record before going out without it.
 SYSCALL_WAIT_NS = 1_000_000_000
 # Process objects are built once per task and reused (read-only) for this long, so that a
@@ -38,7 +38,7 @@ MEMO_NS = 1_000_000_000
 MEMO_MAX = 8192
 
 
-def basic_process(task: wire.Task, role: str = "process") -> dict:
+def basic_process(task: wire.Task, role: str = "process") -> dict[str, Any]:
     return {
         "pid": task.pid,
         "tid": task.tid,
@@ -58,10 +58,10 @@ class Correlator:
         # heap of (ts_ns, tie, record): ready, but held until nothing older can still come
         self._hold: list[tuple[int, int, Out]] = []
         self._tie = itertools.count()
-        self._memo: dict[tuple[wire.Task, str], dict] = {}
+        self._memo: dict[tuple[wire.Task, str], dict[str, Any]] = {}
         self._memo_since = 0
 
-    def _proc(self, task: wire.Task, role: str) -> dict:
+    def _proc(self, task: wire.Task, role: str) -> dict[str, Any]:
         key = (task, role)
         d = self._memo.get(key)
         if d is None:
@@ -155,7 +155,7 @@ class Correlator:
         fanout = {"id": sc.seq, "count": sc.generated, "requested": sc.req_pid}
         return [(g.ts_ns, self._signal(g, fanout)) for g in gens]
 
-    def _signal(self, g: wire.Generate, fanout: dict | None) -> Out:
+    def _signal(self, g: wire.Generate, fanout: Mapping[str, int | None] | None) -> Out:
         oc = outcome_of(g.sig, g.result, g.handler, g.flags)
         out = self._base("signal", g.ts_ns)
         out["signal"] = signals.name(g.sig)

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from typing import Any, NotRequired, TypedDict
 
 from sigtrace import wire
 from sigtrace.containers import containerd, crio, docker
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
-from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, parse_proc_cgroup
+from sigtrace.containers.cgroup_path import ContainerRef, container_from_path, container_of
 from sigtrace.containers.containerd import ContainerdBundles
 from sigtrace.containers.crio import CrioStorage, PodmanStorage
 from sigtrace.containers.docker import DockerClient
 from sigtrace.containers.records import RuntimeContainer
-from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.correlate import basic_process
+from sigtrace.procfs import Procfs
 
 
 def default_cache() -> ContainerCache:
@@ -39,8 +41,25 @@ def default_cache() -> ContainerCache:
     )
 
 
-def container_object(c: RuntimeContainer) -> dict:
-    out: dict = {"id": c.id, "name": c.name, "runtime": c.runtime, "image": c.image}
+class PodObject(TypedDict):
+    name: str
+    namespace: str
+    uid: str | None
+    container: str | None
+
+
+class ContainerObject(TypedDict):
+    """A process object's `container`."""
+
+    id: str
+    name: str | None
+    runtime: str
+    image: str | None
+    pod: NotRequired[PodObject]  # only a pod's container has one
+
+
+def container_object(c: RuntimeContainer) -> ContainerObject:
+    out: ContainerObject = {"id": c.id, "name": c.name, "runtime": c.runtime, "image": c.image}
     if c.pod is not None:
         out["pod"] = {
             "name": c.pod.name,
@@ -84,10 +103,41 @@ class ContainerResolver:
             if path is not None:
                 return container_from_path(path)
         # The cgroup directory is gone already (a container that just stopped): ask /proc.
-        raw = self.procfs.read(task.pid, "cgroup")
-        if raw:
-            return parse_proc_cgroup(raw.decode("utf-8", "backslashreplace")).container
-        return None
+        paths = self.procfs.cgroup(task.pid) if task.pid is not None else None
+        return container_of(paths) if paths else None
+
+
+class ProcessDescriber:
+    """`describe` for the correlator: the recorded ids plus the target's cmdline.
+
+    The cmdline is read once per process, when it is first seen (later, a dying process's
+    cmdline is empty), and forgotten when it exits.
+    """
+
+    def __init__(self, procfs: Procfs, max_cached: int = 8192) -> None:
+        self.procfs = procfs
+        self._cmdlines: OrderedDict[int, str | None] = OrderedDict()
+        self.max_cached = max_cached
+
+    def cmdline(self, pid: int) -> str | None:
+        try:
+            return self._cmdlines[pid]
+        except KeyError:
+            pass
+        value = self.procfs.cmdline(pid)
+        self._cmdlines[pid] = value
+        if len(self._cmdlines) > self.max_cached:
+            self._cmdlines.popitem(last=False)
+        return value
+
+    def forget(self, pid: int) -> None:
+        self._cmdlines.pop(pid, None)
+
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
+        out = basic_process(task, role)
+        if role != "sender":
+            out["cmdline"] = self.cmdline(task.pid) if task.pid is not None else None
+        return out
 
 
 class ContainerDescriber(ProcessDescriber):
@@ -98,7 +148,7 @@ class ContainerDescriber(ProcessDescriber):
         self.resolver = resolver
         self.cache = cache
 
-    def __call__(self, task: wire.Task, role: str) -> dict:
+    def __call__(self, task: wire.Task, role: str) -> dict[str, Any]:
         out = super().__call__(task, role)
         ref = self.resolver.ref_of(task)
         out["container"] = container_object(self.cache.lookup(ref)) if ref else None

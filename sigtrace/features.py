@@ -11,6 +11,8 @@ import re
 import subprocess
 from typing import NamedTuple
 
+from sigtrace.procfs import Procfs
+
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -41,13 +43,9 @@ def effective_caps(proc_root: str = "/proc") -> int:
     """This process's own capabilities: from its own /proc first, as --proc-root may be another
     pid namespace's procfs (or a typo), where `self` is not this process."""
     for root in dict.fromkeys(("/proc", proc_root)):
-        try:
-            with open(os.path.join(root, "self/status")) as f:
-                for line in f:
-                    if line.startswith("CapEff:"):
-                        return int(line.split()[1], 16)
-        except OSError:
-            continue
+        st = Procfs(root).status("self")
+        if st is not None:
+            return st.cap_eff
     return 0
 
 

@@ -12,15 +12,53 @@ import http.client
 import json
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote, urlsplit
 
 from sigtrace.errors import UsageError
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TIMEOUT_S = 5.0
+
+
+class ObjectReference(TypedDict):
+    apiVersion: str
+    kind: str
+    namespace: str
+    name: str
+    uid: NotRequired[str]
+    fieldPath: NotRequired[str]
+
+
+class EventMeta(TypedDict):
+    generateName: str
+    namespace: str
+
+
+class EventSource(TypedDict):
+    component: str
+    host: NotRequired[str]
+
+
+class Event(TypedDict):
+    """The core/v1 Event fields sigtrace writes."""
+
+    apiVersion: str
+    kind: str
+    metadata: EventMeta
+    involvedObject: ObjectReference
+    reason: str
+    message: str
+    type: str
+    source: EventSource
+    reportingComponent: str
+    reportingInstance: str
+    firstTimestamp: str
+    lastTimestamp: str
+    count: int
 
 
 class ApiError(Exception):
@@ -78,7 +116,9 @@ class Api:
         self.timeout_s = timeout_s
         self.ctx = t.context()
 
-    def request(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, body: Mapping[str, object] | None = None
+    ) -> dict[str, Any]:
         """One request; its JSON answer, or ApiError."""
         try:
             token = Path(self.target.token_file).read_text().strip()
@@ -108,11 +148,11 @@ class Api:
             raise ApiError(f"{method} {path}: not JSON") from None
         return answer if isinstance(answer, dict) else {}
 
-    def create_event(self, event: dict) -> None:
+    def create_event(self, event: Event) -> None:
         ns = quote(event["metadata"]["namespace"], safe="")
         self.request("POST", f"/api/v1/namespaces/{ns}/events", event)
 
-    def post_event(self, event: dict) -> None:
+    def post_event(self, event: Event) -> None:
         """Create the Event; an involved pod without a uid (its runtime did not say) gets the
         API's, when the pod can be read."""
         involved = event["involvedObject"]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sigtrace import verdicts
+from sigtrace.k8s_api import Event, EventSource, ObjectReference
 from sigtrace.log import Log
 
 BURST = 10
@@ -26,7 +27,7 @@ MESSAGE_MAX = 1024  # what events.k8s.io accepts; core/v1 Events are cut short t
 COMPONENT = "sigtrace"
 
 
-def event_for(verdict: dict, node: str | None) -> dict | None:
+def event_for(verdict: dict[str, Any], node: str | None) -> Event | None:
     """The Event (core/v1) for a verdict record, or None when it is graceful or of no pod."""
     name = verdict.get("verdict")
     pod = (verdict.get("container") or {}).get("pod") or {}
@@ -46,12 +47,19 @@ def event_for(verdict: dict, node: str | None) -> dict | None:
     message = f"container {container}: {what}. Fix: {verdict.get('hint') or ''}"
     if len(message) > MESSAGE_MAX:
         message = message[: MESSAGE_MAX - 3] + "..."
-    involved = {"apiVersion": "v1", "kind": "Pod", "namespace": pod["namespace"]}
-    involved["name"] = pod["name"]
+    involved: ObjectReference = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": pod["namespace"],
+        "name": pod["name"],
+    }
     if pod.get("uid"):
         involved["uid"] = pod["uid"]
     if container:
         involved["fieldPath"] = f"spec.containers{{{container}}}"
+    source: EventSource = {"component": COMPONENT}
+    if node:
+        source["host"] = node
     stamp = str(verdict.get("time") or "")[:19] + "Z"  # RFC 3339, whole seconds
     return {
         "apiVersion": "v1",
@@ -61,7 +69,7 @@ def event_for(verdict: dict, node: str | None) -> dict | None:
         "reason": verdicts.event_reason(name, sig),
         "message": message,
         "type": "Warning",
-        "source": {"component": COMPONENT, **({"host": node} if node else {})},
+        "source": source,
         "reportingComponent": COMPONENT,
         "reportingInstance": node or "",
         "firstTimestamp": stamp,
@@ -91,7 +99,7 @@ class EventPoster:
 
     def __init__(
         self,
-        post: Callable[[dict], None],
+        post: Callable[[Event], None],
         log: Log,
         node: str | None,
         bucket: TokenBucket | None = None,
@@ -101,7 +109,7 @@ class EventPoster:
         self.log = log
         self.node = node
         self.bucket = bucket or TokenBucket(BURST, RATE_PER_S)
-        self.queue: queue.Queue[dict | None] = queue.Queue(size)
+        self.queue: queue.Queue[Event | None] = queue.Queue(size)
         self.counts = {"posted": 0, "failed": 0, "dropped": 0, "rate_limited": 0}
         self.failing = False
         self.thread = threading.Thread(target=self._run, name="k8s-events", daemon=True)

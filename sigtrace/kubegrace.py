@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any, TypedDict
 
 from sigtrace import story_text, verdicts
 
@@ -66,7 +67,16 @@ def prestop_kind(annotations: Mapping[str, str]) -> str | None:
     return kinds[0] if kinds else None
 
 
-def grace_budget(annotations: Mapping[str, str], seen_window_s: float | None) -> dict | None:
+class GraceBudget(TypedDict):
+    """A verdict's `grace` field."""
+
+    period_s: int
+    prestop_s: float | None  # None: the hook's share is not visible (no SIGKILL, or at the floor)
+    stop_window_s: float | None  # None: no SIGKILL seen
+    source: str
+
+
+def grace_budget(annotations: Mapping[str, str], seen_window_s: float | None) -> GraceBudget | None:
     """The `grace` field of a verdict, or None when the container carries no grace period.
     seen_window_s: the story's stop signal -> SIGKILL (its `grace_s`), None without a kill."""
     period = grace_period(annotations)
@@ -91,7 +101,7 @@ def grace_budget(annotations: Mapping[str, str], seen_window_s: float | None) ->
     }
 
 
-def hook_share(budget: Mapping) -> str:
+def hook_share(budget: GraceBudget) -> str:
     """The preStop hook's share as text: `2.0 s`, `at least 3 s` (at the floor), `none`."""
     prestop, window = budget.get("prestop_s"), budget.get("stop_window_s")
     if prestop is not None:
@@ -101,7 +111,7 @@ def hook_share(budget: Mapping) -> str:
     return "an unseen share"
 
 
-def budget_text(budget: Mapping) -> str:
+def budget_text(budget: GraceBudget) -> str:
     """`grace 5 s = preStop 2.0 s + stop window 3.0 s` (text output)."""
     period, window = budget["period_s"], budget.get("stop_window_s")
     if window is None:
@@ -111,7 +121,7 @@ def budget_text(budget: Mapping) -> str:
     return f"grace {period} s = preStop {hook_share(budget)} + stop window {window:.1f} s{more}"
 
 
-def hook_ate_grace(verdict: Mapping, annotations: Mapping[str, str]) -> bool:
+def hook_ate_grace(verdict: Mapping[str, Any], annotations: Mapping[str, str]) -> bool:
     """A slow_shutdown whose preStop hook took a share of the grace period first."""
     budget = verdict.get("grace")
     if verdict.get("verdict") != "slow_shutdown" or not budget or prestop_kind(annotations) is None:
@@ -121,7 +131,7 @@ def hook_ate_grace(verdict: Mapping, annotations: Mapping[str, str]) -> bool:
     return budget.get("prestop_s") is None or budget["prestop_s"] > 0
 
 
-def add_grace(verdict: dict, annotations: Mapping[str, str]) -> dict:
+def add_grace(verdict: dict[str, Any], annotations: Mapping[str, str]) -> dict[str, Any]:
     """The verdict with `grace` added when its container's annotations carry a grace period,
     and a slow_shutdown told as prestop_ate_grace when the hook ate into that period."""
     budget = grace_budget(annotations, verdict.get("grace_s"))

@@ -12,6 +12,7 @@ import ctypes.util
 import errno
 import os
 from collections.abc import Callable, Iterator
+from typing import TypeVar, cast
 
 from sigtrace.errors import BackendError, KernelFeatureError, LibraryError, PrivilegeError
 
@@ -19,6 +20,7 @@ _c_void_p = ctypes.c_void_p
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, _c_void_p, _c_void_p, ctypes.c_size_t)
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _c_void_p)
 
+BTF_KIND_STRUCT = 4
 BTF_KIND_VAR = 14
 BTF_KIND_DATASEC = 15
 BTF_KIND_TYPEDEF = 8
@@ -37,7 +39,23 @@ class _VarSecinfo(ctypes.Structure):
     _fields_ = (("type", ctypes.c_uint32), ("offset", ctypes.c_uint32), ("size", ctypes.c_uint32))
 
 
-def _sig(lib: ctypes.CDLL, name: str, restype, *argtypes) -> None:
+class _BtfMember(ctypes.Structure):
+    _fields_ = (
+        ("name_off", ctypes.c_uint32),
+        ("type", ctypes.c_uint32),
+        ("offset", ctypes.c_uint32),
+    )
+
+
+_Rec = TypeVar("_Rec", _VarSecinfo, _BtfMember)
+
+
+def _records(t: _BtfType, cls: type[_Rec]) -> ctypes._Pointer[_Rec]:
+    """The vlen records (a datasec's variables, a struct's members) that follow a btf_type."""
+    return ctypes.cast(ctypes.addressof(t) + ctypes.sizeof(_BtfType), ctypes.POINTER(cls))
+
+
+def _sig(lib: ctypes.CDLL, name: str, restype: type | None, *argtypes: type) -> None:
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
@@ -92,6 +110,8 @@ class Libbpf:
         _sig(lib, "btf__type_by_id", ctypes.POINTER(_BtfType), v, ctypes.c_uint32)
         _sig(lib, "btf__name_by_offset", ctypes.c_char_p, v, ctypes.c_uint32)
         _sig(lib, "btf__load_vmlinux_btf", v)
+        _sig(lib, "btf__parse", v, ctypes.c_char_p, v)
+        _sig(lib, "btf__resolve_size", ctypes.c_long, v, ctypes.c_uint32)
         _sig(lib, "btf__free", None, v)
         _sig(lib, "libbpf_num_possible_cpus", ctypes.c_int)
         _sig(lib, "ring_buffer__new", v, ctypes.c_int, _SAMPLE_FN, v, v)
@@ -125,7 +145,28 @@ class Libbpf:
         if not btf:
             return None
         try:
-            return self.lib.btf__find_by_name_kind(btf, name.encode(), kind) > 0
+            return cast(int, self.lib.btf__find_by_name_kind(btf, name.encode(), kind)) > 0
+        finally:
+            self.lib.btf__free(btf)
+
+    def struct_layout(self, path: str, name: str) -> tuple[int, list[tuple[str, int, int]]] | None:
+        """(size, [(member, byte offset, byte size)]) of a struct in an ELF file's BTF; None
+        when the file's BTF has no such struct."""
+        btf = self.lib.btf__parse(path.encode(), None)
+        if not btf:
+            raise BackendError(f"cannot read the BTF of {path}")
+        try:
+            tid = self.lib.btf__find_by_name_kind(btf, name.encode(), BTF_KIND_STRUCT)
+            if tid <= 0:
+                return None
+            t = self.lib.btf__type_by_id(btf, tid).contents
+            members = _records(t, _BtfMember)
+            out = []
+            for i in range(t.info & 0xFFFF):
+                m = members[i]
+                member = self.lib.btf__name_by_offset(btf, m.name_off).decode()
+                out.append((member, m.offset // 8, self.lib.btf__resolve_size(btf, m.type)))
+            return t.size_or_type, out
         finally:
             self.lib.btf__free(btf)
 
@@ -163,7 +204,7 @@ class BpfObject:
             prog = self.lib.bpf_object__next_program(self.obj, prog)
 
     def section_of(self, prog: int) -> str:
-        return self.lib.bpf_program__section_name(prog).decode()
+        return cast(bytes, self.lib.bpf_program__section_name(prog)).decode()
 
     def disable(self, prog: int) -> None:
         self.lib.bpf_program__set_autoload(prog, False)
@@ -172,7 +213,7 @@ class BpfObject:
         m = self.lib.bpf_object__find_map_by_name(self.obj, name.encode())
         if not m:
             raise BackendError(f"BPF object has no map {name!r}")
-        return m
+        return cast(int, m)
 
     def set_max_entries(self, name: str, n: int) -> None:
         if self.lib.bpf_map__set_max_entries(self.map(name), n) != 0:
@@ -186,9 +227,7 @@ class BpfObject:
             raise BackendError("BPF object has no .rodata section")
         sec = self.lib.btf__type_by_id(btf, sec_id).contents
         vlen = sec.info & 0xFFFF
-        infos = ctypes.cast(
-            ctypes.addressof(sec) + ctypes.sizeof(_BtfType), ctypes.POINTER(_VarSecinfo)
-        )
+        infos = _records(sec, _VarSecinfo)
         size = ctypes.c_size_t()
         base = self.lib.bpf_map__initial_value(self.map(".rodata"), ctypes.byref(size))
         todo = dict(values)
@@ -220,7 +259,7 @@ class BpfObject:
             self.attached.append(name)
 
     def map_fd(self, name: str) -> int:
-        return self.lib.bpf_map__fd(self.map(name))
+        return cast(int, self.lib.bpf_map__fd(self.map(name)))
 
     def update(self, name: str, key: bytes, value: bytes) -> None:
         kb = ctypes.create_string_buffer(key, len(key))
@@ -291,7 +330,7 @@ class RingBuffer:
             raise _errno_error("creating the ring buffer", ctypes.get_errno(), libbpf.log)
 
     def fileno(self) -> int:
-        return self.lib.ring_buffer__epoll_fd(self.rb)
+        return cast(int, self.lib.ring_buffer__epoll_fd(self.rb))
 
     def _run(self, fn: Callable[[], int]) -> int:
         self._taken = 0

@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import prometheus_client
 from prometheus_client import (
@@ -85,7 +86,7 @@ def _container_key(proc: object) -> ContainerKey:
     return (str(name), str(pod.get("namespace") or ""), str(pod.get("name") or ""))
 
 
-def _subject(rec: dict) -> object:
+def _subject(rec: dict[str, Any]) -> object:
     for key in ("target", "process", "victim"):
         if rec.get(key) is not None:
             return rec[key]
@@ -171,7 +172,7 @@ class Metrics:
         self._seen: dict[ContainerKey, float] = {}
         self._series: dict[ContainerKey, set[tuple[Counter, tuple[str, ...]]]] = {}
 
-    def observe(self, record: dict) -> None:
+    def observe(self, record: dict[str, Any]) -> None:
         kind = str(record.get("type") or "")
         if kind == "start":
             self.backend = str(record.get("backend") or "unknown")

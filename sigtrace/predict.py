@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sigtrace import signals, verdicts
-from sigtrace.story_text import pid1_fix, shell_kind
+from sigtrace.verdicts import pid1_fix, shell_kind
 
 KNOWN_INITS = frozenset({"tini", "docker-init", "dumb-init", "catatonit"})
 MAX_NAMED = 4
@@ -117,7 +117,7 @@ def _pid1_text(p: Proc) -> str:
     return f"PID 1 `{p.cmdline or p.comm}`"
 
 
-def _fields(snap: Snapshot, culprit: Proc | None = None) -> dict:
+def _fields(snap: Snapshot, culprit: Proc | None = None) -> dict[str, str]:
     sig = signals.name(snap.stop_signal)
     who = _pid1_text(snap.pid1) if culprit is None or culprit is snap.pid1 else label(culprit)
     return {"sig": sig, "short": sig.removeprefix("SIG"), "culprit": who}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cache import ContainerCache
@@ -26,7 +27,7 @@ def build_session(
     *,
     log: Log | None = None,
     raw: ByteStream | None = None,
-    stamp: dict | None = None,
+    stamp: Mapping[str, object] | None = None,
 ) -> Session:
     from sigtrace.backends import select
     from sigtrace.containers.cgroup_ids import CgroupIds
@@ -53,6 +54,7 @@ def build_session(
     if backend_name == "auto" or config.verbose or daemon:
         log.info(why, backend=cls.name)
     backend = cls(config)
+    backend.selector = selector if selector.active else None
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
     session.observers.append(lambda rec: _forget_dead_container(cache, rec))
@@ -76,7 +78,7 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
 
     tracker = StoryTracker(_StopSignals(cache), traced=config.signals)
 
-    def emit(verdicts: list[dict]) -> None:
+    def emit(verdicts: list[dict[str, Any]]) -> None:
         for v in verdicts:
             if not is_pod_sandbox_story(cache, v):
                 session.emit_extra(with_pod_grace(cache, v))
@@ -92,14 +94,14 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
     session.on_finish.append(lambda: emit(tracker.flush()))
 
 
-def is_pod_sandbox_story(cache: ContainerCache, verdict: dict) -> bool:
+def is_pod_sandbox_story(cache: ContainerCache, verdict: dict[str, Any]) -> bool:
     """A pod sandbox's (pause) end is the kubelet tearing the pod down after its containers
     stopped (`runc kill --all`: SIGKILL, no stop signal): part of their story, none of its own."""
     cid = (verdict.get("container") or {}).get("id")
     return isinstance(cid, str) and cache.get(cid).sandbox
 
 
-def with_pod_grace(cache: ContainerCache, verdict: dict) -> dict:
+def with_pod_grace(cache: ContainerCache, verdict: dict[str, Any]) -> dict[str, Any]:
     """A pod container's verdict gets its grace budget (sigtrace/kubegrace.py)."""
     from sigtrace.kubegrace import add_grace
 
@@ -132,7 +134,7 @@ class _StopSignals(Mapping[str, int]):
         return 0
 
 
-def _forget_dead_container(cache: ContainerCache, rec: dict) -> None:
+def _forget_dead_container(cache: ContainerCache, rec: dict[str, Any]) -> None:
     """A container's PID 1 exited: keep its name for the grace period, then drop it."""
     if rec.get("type") == "exit":
         proc = rec["process"]

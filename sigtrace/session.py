@@ -15,13 +15,15 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sigtrace import SCHEMA, __version__, features, wire
 from sigtrace.backends import Backend
 from sigtrace.correlate import Correlator
+from sigtrace.enrich import ProcessDescriber
 from sigtrace.output import Writer
-from sigtrace.procfs import ProcessDescriber, Procfs
+from sigtrace.procfs import Procfs
 from sigtrace.rawlog import ByteStream, RawWriter
 from sigtrace.timefmt import Clock
 
@@ -44,7 +46,7 @@ class Session:
         why: str = "",
         on_ready: Callable[[], None] | None = None,
         raw: ByteStream | None = None,
-        stamp: dict | None = None,
+        stamp: Mapping[str, object] | None = None,
         describer: ProcessDescriber | None = None,
     ) -> None:
         self.backend = backend
@@ -54,7 +56,7 @@ class Session:
         self.clock = Clock()
         self.describer = describer or ProcessDescriber(Procfs(backend.config.proc_root))
         self.correlator = Correlator(self.clock.iso, self.describer)
-        self.observers: list[Callable[[dict], None]] = []
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
         # run after the last kernel record, before the stop record (e.g. flush verdicts)
         self.on_finish: list[Callable[[], None]] = []
         self.stopping = False
@@ -81,16 +83,16 @@ class Session:
         """Run fn from the main loop (a signal handler must not touch the output midway)."""
         self._deferred.append(fn)
 
-    def _out(self, rec: dict) -> None:
+    def _out(self, rec: dict[str, Any]) -> None:
         self.writer.write(self.stamped(rec))
         self.account(rec)
 
-    def stamped(self, rec: dict) -> dict:
+    def stamped(self, rec: dict[str, Any]) -> dict[str, Any]:
         if self.stamp:
             rec.update(self.stamp)
         return rec
 
-    def account(self, rec: dict) -> None:
+    def account(self, rec: dict[str, Any]) -> None:
         """A record is out: counted for the stop record, shown to the observers."""
         kind = rec["type"]
         if kind not in ("start", "stop"):
@@ -98,14 +100,14 @@ class Session:
         for observe in self.observers:
             observe(rec)
 
-    def emit_extra(self, rec: dict) -> None:
+    def emit_extra(self, rec: dict[str, Any]) -> None:
         """A record an observer made from other records (a verdict): out like the rest."""
         self._out(rec)
 
     def _emit(self, rec: wire.Record) -> None:
         for out in self.correlator.feed(rec):
             self._out(out)
-        if isinstance(rec, wire.Exit):
+        if isinstance(rec, wire.Exit) and rec.task.pid is not None:
             self.describer.forget(rec.task.pid)
 
     def _check_lost(self, final: bool = False) -> None:
@@ -121,7 +123,7 @@ class Session:
             self._out(self.correlator.lost(total - self.lost_reported, now))
             self.lost_reported = total
 
-    def _start_record(self) -> dict:
+    def _start_record(self) -> dict[str, Any]:
         cfg = self.backend.config
         return {
             "schema": SCHEMA,

@@ -34,8 +34,16 @@ from dataclasses import dataclass, field
 
 from sigtrace import SCHEMA, signals, story_text, verdicts
 from sigtrace.errors import UsageError
+from sigtrace.story_fields import (
+    Culprit,
+    ExitEntry,
+    Forward,
+    HopEntry,
+    ProcessEntry,
+    ShortProc,
+    Victim,
+)
 from sigtrace.story_rules import Judgement, judge_facts
-from sigtrace.story_text import shell_kind
 from sigtrace.story_tree import (
     Facts,
     Hop,
@@ -52,7 +60,7 @@ from sigtrace.story_tree import (
 )
 from sigtrace.timefmt import parse_time
 
-__all__ = ["StoryTracker", "judge", "shell_kind", "stop_signal_number"]
+__all__ = ["StoryTracker", "judge", "stop_signal_number"]
 
 SETTLE_S = 1.5  # after PID 1's exit; the correlator may hold a record back up to 1 s
 PRE_START_KEEP = 64  # records kept per container before anything starts a story
@@ -277,19 +285,19 @@ def _wasted(
     return 0.0
 
 
-def _short(p: Rec) -> dict:
+def _short(p: Rec) -> ShortProc:
     return {"pid": p.get("pid"), "ns_pid": p.get("ns_pid"), "comm": p.get("comm")}
 
 
-def _culprit(j: Judgement) -> dict | None:
+def _culprit(j: Judgement) -> Culprit | None:
     if j.culprit is None:
         return None
     p = j.culprit.proc
     return {**_short(p), "cmdline": p.get("cmdline"), "pid1": bool(p.get("pid1"))}
 
 
-def _teardown_victims(f: Facts) -> list[dict]:
-    out: dict[int, dict] = {}
+def _teardown_victims(f: Facts) -> list[Victim]:
+    out: dict[int | None, Victim] = {}
     for it in f.teardown:
         target = it.rec["target"]
         pid = target.get("pid")
@@ -303,7 +311,7 @@ def _ended_by_sigkill(f: Facts, pid: int | None) -> bool:
     return ex is not None and ex.rec.get("signal") == "SIGKILL"
 
 
-def _forward_entry(it: Item) -> dict:
+def _forward_entry(it: Item) -> Forward:
     r = it.rec
     return {
         "time": r["time"],
@@ -314,7 +322,7 @@ def _forward_entry(it: Item) -> dict:
     }
 
 
-def _hop_entry(h: Hop) -> dict:
+def _hop_entry(h: Hop) -> HopEntry:
     r = h.item.rec
     return {
         **_forward_entry(h.item),
@@ -325,13 +333,13 @@ def _hop_entry(h: Hop) -> dict:
     }
 
 
-def _processes(f: Facts) -> list[dict]:
+def _processes(f: Facts) -> list[ProcessEntry]:
     """Every process alive at the stop, PID 1 first: what the stop signal did to it."""
     rows = sorted(f.nodes.values(), key=lambda n: (n.pid != f.pid1_pid, n.pid))
     return [_process_entry(n) for n in rows[:MAX_LISTED]]
 
 
-def _process_entry(n: Node) -> dict:
+def _process_entry(n: Node) -> ProcessEntry:
     return {
         **_short(n.proc),
         "cmdline": n.proc.get("cmdline"),
@@ -343,7 +351,7 @@ def _process_entry(n: Node) -> dict:
     }
 
 
-def _exits(f: Facts) -> list[dict]:
+def _exits(f: Facts) -> list[ExitEntry]:
     """How each process of the story ended, PID 1 first."""
     start_t = min((x.t for x in (f.stop, f.kill) if x is not None), default=None)
     teardown = {it.rec["target"].get("pid") for it in f.teardown}
@@ -363,7 +371,13 @@ def _exits(f: Facts) -> list[dict]:
         else:
             by = "exit"
         p = r["process"]
-        row = {"pid": pid, "comm": p.get("comm"), "exit_code": r.get("exit_code")}
-        rows.append((pid != f.pid1_pid, it.t, {**row, "signal": r.get("signal"), "ended_by": by}))
+        row: ExitEntry = {
+            "pid": pid,
+            "comm": p.get("comm"),
+            "exit_code": r.get("exit_code"),
+            "signal": r.get("signal"),
+            "ended_by": by,
+        }
+        rows.append((pid != f.pid1_pid, it.t, row))
     rows.sort(key=lambda x: (x[0], x[1]))
     return [row for *_, row in rows[:MAX_LISTED]]

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from sigtrace import signals, verdicts
+from sigtrace.story_fields import Evidence, Victim
 from sigtrace.story_rules import Judgement
 from sigtrace.story_tree import Facts, Item, Rec
 
 MAX_EVIDENCE = 10
 MAX_NAMED = 4
 MAX_CMDLINE = 60
-SHELLS = frozenset({"sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "busybox"})
 _NS = 1_000_000_000
 
 
@@ -23,14 +23,6 @@ def name(p: Rec | None) -> str:
         return p.get("comm") or "?"
     ns = f" ns:{p['ns_pid']}" if p.get("ns_pid") not in (None, p.get("pid")) else ""
     return f"{p.get('comm') or '?'}({p.get('pid')}{ns})"
-
-
-def shell_kind(cmdline: str | None) -> str | None:
-    """'command' for `sh -c …` (shell-form ENTRYPOINT/CMD), 'script' for `sh x.sh`, else None."""
-    words = (cmdline or "").split()
-    if not words or words[0].rsplit("/", 1)[-1] not in SHELLS:
-        return None
-    return "command" if "-c" in words[1:3] else "script"
 
 
 def _cmd(p: Rec) -> str:
@@ -53,36 +45,15 @@ def named(procs: list[Rec]) -> str:
     return ", ".join(names) + more
 
 
-def pid1_fix(cmdline: str | None, sig: str) -> tuple[str, str]:
-    """({pid1_is}, {fix}) of the ignored_by_pid1 hint, by how PID 1 runs."""
-    kind = shell_kind(cmdline)
-    init = verdicts.INIT_FIX
-    if kind == "command":
-        return (
-            f"PID 1 is a shell (`{cmdline}`) with",
-            'use the exec form (ENTRYPOINT ["/path/server", …]) or `exec` the server in the '
-            f"command, or {init}.",
-        )
-    if kind == "script":
-        return (
-            f"PID 1 is a shell script (`{cmdline}`) with",
-            f"end it with `exec server …` so the server becomes PID 1, or {init}.",
-        )
-    return (
-        f"PID 1 (`{cmdline}`) has" if cmdline else "PID 1 has",
-        f"handle {sig} in it, {init}, or set STOPSIGNAL to a signal it handles.",
-    )
-
-
-def hint(f: Facts, j: Judgement, teardown_victims: list[dict]) -> str:
+def hint(f: Facts, j: Judgement, teardown_victims: list[Victim]) -> str:
     sig = signals.name(f.stop_signo)
-    fields: dict = {"sig": sig, "short": sig.removeprefix("SIG")}
+    fields: dict[str, object] = {"sig": sig, "short": sig.removeprefix("SIG")}
     culprit = j.culprit.proc if j.culprit else f.pid1
     fields["culprit"] = who(culprit)
     if j.via is not None:
         fields["via"] = f", to which {who(j.via.proc)} passed {sig} on,"
     if j.verdict == "ignored_by_pid1":
-        fields["pid1_is"], fields["fix"] = pid1_fix((f.pid1 or {}).get("cmdline"), sig)
+        fields["pid1_is"], fields["fix"] = verdicts.pid1_fix((f.pid1 or {}).get("cmdline"), sig)
     elif j.verdict == "not_forwarded":
         victims = named([n.proc for n in j.victims])
         if j.killed_by == "teardown":
@@ -158,12 +129,12 @@ def describe(it: Item) -> str:
     return f"OOM victim {name(r.get('victim'))}"
 
 
-def _ev(it: Item, what: str | None = None) -> dict:
+def _ev(it: Item, what: str | None = None) -> Evidence:
     return {"time": it.rec["time"], "type": it.rec["type"], "what": what or describe(it)}
 
 
-def evidence(f: Facts, teardown_victims: list[dict]) -> list[dict]:
-    picked: list[dict] = []
+def evidence(f: Facts, teardown_victims: list[Victim]) -> list[Evidence]:
+    picked: list[Evidence] = []
     stop_deliver = f.hops[0].deliver if f.hops else None
     forwards = [h.item for h in f.forwards()[:3]]
     for it in (f.stop, stop_deliver, *forwards, f.kill):

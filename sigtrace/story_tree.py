@@ -73,7 +73,7 @@ class Item:
     t: int
     rec: Rec
 
-    def key(self) -> tuple:
+    def key(self) -> tuple[int, str, int, int]:
         # Ties broken by content, not arrival: shuffled input gives the same story.
         subj = subject(self.rec) or {}
         return (self.t, str(self.rec.get("type")), subj.get("pid") or 0, self.rec.get("signo") or 0)
@@ -141,11 +141,13 @@ class Hop:
 
     @property
     def sender_pid(self) -> int | None:
-        return (self.item.rec.get("sender") or {}).get("pid")
+        pid: int | None = (self.item.rec.get("sender") or {}).get("pid")
+        return pid
 
     @property
     def target_pid(self) -> int | None:
-        return self.item.rec["target"].get("pid")
+        pid: int | None = self.item.rec["target"].get("pid")
+        return pid
 
 
 @dataclass
@@ -404,9 +406,10 @@ def _stop_handler(f: Facts, node: Node) -> bool | None:
         if rec.get("signo") != f.stop_signo or (rec.get("target") or {}).get("pid") != node.pid:
             continue
         if rec["type"] == "signal":
-            handler = (rec.get("target_state") or {}).get("handler")
+            handler: str | None = (rec.get("target_state") or {}).get("handler")
             if handler in ("handler", "default", "ignore"):
                 return handler == "handler"
         elif rec["type"] == "deliver" and rec.get("action"):
-            return rec["action"] == "handler"
+            action: str = rec["action"]
+            return action == "handler"
     return None

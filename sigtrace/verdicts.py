@@ -1,8 +1,9 @@
 """The one table of termination verdicts: each one's name, whether it wastes the grace period,
 its one-line text (text output), its meaning (the README's table) and its hint template.
 stories.py (what happened), predict.py (what will happen), output/text.py and metrics.py all
-read it; tests/unit/test_verdicts.py fails when a verdict lacks an entry or when the README's
-table differs from `readme_table()`. Pure.
+read it, and the {pid1_is} / {fix} words (`pid1_fix`) that stories and predictions share;
+tests/unit/test_verdicts.py fails when a verdict lacks an entry or when the README's table
+differs from `readme_table()`. Pure.
 
 Placeholders a template may use (`render` fills the ones it is given, `?` for the rest):
   line:  {sig} stop signal, {wasted} and {grace} s, {code} PID 1's exit code, {culprit}
@@ -23,6 +24,7 @@ GRACE_FIX = (
     "give it longer (`docker stop -t`, compose `stop_grace_period`, Kubernetes "
     "`terminationGracePeriodSeconds`) or make the shutdown faster"
 )
+SHELLS = frozenset({"sh", "ash", "bash", "dash", "zsh", "ksh", "mksh", "busybox"})
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,38 @@ _TABLE = (
 VERDICTS: dict[str, Verdict] = {v.name: v for v in _TABLE}
 
 
-class _Blank(dict):
+class _Blank(dict[str, Any]):
     def __missing__(self, key: str) -> str:
         return "?"
+
+
+def shell_kind(cmdline: str | None) -> str | None:
+    """'command' for `sh -c …` (shell-form ENTRYPOINT/CMD), 'script' for `sh x.sh`, else None."""
+    words = (cmdline or "").split()
+    if not words or words[0].rsplit("/", 1)[-1] not in SHELLS:
+        return None
+    return "command" if "-c" in words[1:3] else "script"
+
+
+def pid1_fix(cmdline: str | None, sig: str) -> tuple[str, str]:
+    """({pid1_is}, {fix}) of the ignored_by_pid1 hint, by how PID 1 runs."""
+    kind = shell_kind(cmdline)
+    init = INIT_FIX
+    if kind == "command":
+        return (
+            f"PID 1 is a shell (`{cmdline}`) with",
+            'use the exec form (ENTRYPOINT ["/path/server", …]) or `exec` the server in the '
+            f"command, or {init}.",
+        )
+    if kind == "script":
+        return (
+            f"PID 1 is a shell script (`{cmdline}`) with",
+            f"end it with `exec server …` so the server becomes PID 1, or {init}.",
+        )
+    return (
+        f"PID 1 (`{cmdline}`) has" if cmdline else "PID 1 has",
+        f"handle {sig} in it, {init}, or set STOPSIGNAL to a signal it handles.",
+    )
 
 
 def render(template: str, **fields: Any) -> str:

@@ -9,7 +9,7 @@ the same records from their own sources.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 ABI_VERSION = 3
 
@@ -55,8 +55,9 @@ F_FANOUT = 1 << 9
 F_CAUGHT = 1 << 10
 
 # (name, struct format) in declaration order; a tuple value is a nested struct.
-HEADER = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
-TASK = (
+Layout: TypeAlias = tuple[tuple[str, "str | Layout"], ...]
+HEADER: Layout = (("ts_ns", "Q"), ("kind", "I"), ("cpu", "I"))
+TASK: Layout = (
     ("cgroup_id", "Q"),
     ("cgroup_v1_id", "Q"),
     ("pid", "I"),
@@ -67,7 +68,7 @@ TASK = (
     ("uid", "I"),
     ("comm", "16s"),
 )
-LAYOUTS: dict[str, tuple] = {
+LAYOUTS: dict[str, Layout] = {
     "st_header": HEADER,
     "st_task": TASK,
     "st_generate": (
@@ -126,7 +127,7 @@ LAYOUTS: dict[str, tuple] = {
 }
 
 
-def flat_format(layout: tuple) -> str:
+def flat_format(layout: Layout) -> str:
     return "".join(flat_format(f) if isinstance(f, tuple) else f for _, f in layout)
 
 
@@ -138,13 +139,15 @@ def struct_of(name: str) -> struct.Struct:
 class Task(NamedTuple):
     cgroup_id: int
     cgroup_v1_id: int
-    pid: int
-    tid: int
-    ns_pid: int
-    ns_tid: int
+    # None: not known. The kernel side records every field; a backend that reads /proc
+    # (tracefs, BCC, ptrace) finds some of them gone with the process (output: null).
+    pid: int | None
+    tid: int | None
+    ns_pid: int | None
+    ns_tid: int | None
     pidns_inum: int
-    uid: int
-    comm: str
+    uid: int | None
+    comm: str | None
 
 
 class Generate(NamedTuple):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from sigtrace import wire
 from sigtrace.config import TraceConfig
@@ -20,6 +21,9 @@ from sigtrace.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    from sigtrace.containers.select import ContainerSelector
+
 Emit = Callable[[wire.Record], None]
 
 
@@ -28,6 +32,9 @@ class Backend(ABC):
 
     def __init__(self, config: TraceConfig) -> None:
         self.config = config
+        # The run's --container/--pod selections, resolved and polled by runner.py, which
+        # sets this before open() (a backend that attaches to their processes reads it).
+        self.selector: ContainerSelector | None = None
         # Gets each record's raw bytes before decoding, where the backend has them (--save-raw).
         self.raw_sink: Callable[[bytes], None] | None = None
         # Set when the run must end (SIGTERM): a backend stops handing over records promptly.
@@ -37,6 +44,12 @@ class Backend(ABC):
     @abstractmethod
     def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
         """(what, ok, detail) for each requirement; all ok means it can run."""
+
+    def require_probes(self) -> None:
+        """Raise the first failed probe's error (its name decides the exit code)."""
+        for what, ok, detail in self.probe(self.config):
+            if not ok:
+                raise error_for(what, detail)
 
     @abstractmethod
     def open(self) -> None:
@@ -84,7 +97,7 @@ _CLASSES = {
 
 def backend_class(name: str) -> type[Backend]:
     module, cls = _CLASSES[name]
-    return getattr(importlib.import_module(module), cls)
+    return cast(type[Backend], getattr(importlib.import_module(module), cls))
 
 
 def registry() -> dict[str, type[Backend]]:

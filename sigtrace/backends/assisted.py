@@ -8,14 +8,13 @@ own kernel side (a ring buffer, a trace_pipe) and says how to widen its --pid fi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from abc import abstractmethod
 from collections.abc import Callable
 
 from sigtrace import wire
-from sigtrace.backends import Backend
+from sigtrace.backends import NO_SYSCALLS_NO_REGS, Backend
 from sigtrace.backends.procevents import ProcEvents, ProcExit
 from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.userfilter import Filters
@@ -31,6 +30,7 @@ FOLLOW_NS = 500_000_000
 class ProcAssistedBackend(Backend):
     def __init__(self, config: TraceConfig) -> None:
         super().__init__(config)
+        self.procfs = Procfs(config.proc_root)
         self.events: ProcEvents | None = None
         self.facts: TaskFacts | None = None
         self.cgroups: CgroupIds | None = None
@@ -47,7 +47,7 @@ class ProcAssistedBackend(Backend):
         threads for a kernel side that filters by thread)."""
         cfg = self.config
         self.cgroups = CgroupIds(sys_root=cfg.sys_root)
-        self.facts = TaskFacts(Procfs(cfg.proc_root), self.cgroups)
+        self.facts = TaskFacts(self.procfs, self.cgroups)
         self.filters = Filters(
             pids=pids, cgroups_active=cfg.filters_cgroups, cgroup_ids=set(cfg.cgroup_ids)
         )
@@ -59,16 +59,33 @@ class ProcAssistedBackend(Backend):
         except BackendError as exc:
             self._missing.append(f"exit codes: {exc.message}")
 
+    def _kill_calls(self, tracefs: str) -> list[str]:
+        """The kill-family calls to hook: none without --syscalls, else those whose enter and
+        exit tracepoints `tracefs` (a root or an instance) has; the rest go into cannot_see."""
+        if not self.config.syscalls:
+            self._missing.append(NO_SYSCALLS_NO_REGS)
+            return []
+        names = list(wire.SYSCALL_NAMES.values())
+        events = os.path.join(tracefs, "events", "syscalls")
+        missing = [
+            name
+            for name in names
+            if not all(os.path.isdir(f"{events}/sys_{e}_{name}") for e in ("enter", "exit"))
+        ]
+        if missing:
+            self._missing.append(
+                f"kill-family syscalls ({', '.join(missing)}: no tracepoint): no fan-out "
+                "counts, no EPERM/ESRCH failures for them"
+            )
+        return [name for name in names if name not in missing]
+
     def _pid_tids(self, remember: bool) -> set[int]:
         """--pid's processes and their threads now (the kernel filter matches thread ids);
         `remember`: read each process's identity afresh, so that its exit is known even if
         it is never signalled."""
-        tids = set()
+        tids = set(self.config.pids)
         for pid in self.config.pids:
-            tids.add(pid)
-            with contextlib.suppress(OSError, ValueError):
-                task_dir = os.path.join(self.config.proc_root, str(pid), "task")
-                tids |= {int(t) for t in os.listdir(task_dir)}
+            tids.update(self.procfs.tids(pid))
             if remember and self.facts is not None:
                 self.facts.identity(pid, fresh=True)
         return tids

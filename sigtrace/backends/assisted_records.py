@@ -15,10 +15,12 @@ from typing import NamedTuple
 from sigtrace import signals, wire
 from sigtrace.backends import kernel_rules as kr
 from sigtrace.backends.group_exits import GroupExits
-from sigtrace.backends.proctask import Identity, Status, TaskFacts, si_pid_seen_by
+from sigtrace.backends.procevents import ProcExit
+from sigtrace.backends.proctask import Identity, TaskFacts, exit_record, si_pid_seen_by
 from sigtrace.backends.proctask import target_state_when_sent as when_sent
 from sigtrace.backends.userfilter import Filters
 from sigtrace.classify import RESULT_DELIVERED, RESULT_LOSE_INFO
+from sigtrace.procfs import Status
 
 # Calls whose siginfo the kernel fills itself (prepare_kill_siginfo): their si_pid is known.
 KERNEL_SIGINFO = (wire.SYS_KILL, wire.SYS_TKILL, wire.SYS_TGKILL, wire.SYS_PIDFD_SEND_SIGNAL)
@@ -143,7 +145,7 @@ class AssistedRecords:
         derived = [f"target.{f}" for f in e.read]
         h = e.sa_handler
         handler = wire.HANDLER_DFL if h == 0 else wire.HANDLER_IGN if h == 1 else wire.HANDLER_FUNC
-        ge = self.group_exit.get(key)
+        ge = self.group_exit.get(key) if key is not None else None
         if sig == signals.SIGKILL and e.code == kr.SI_USER:
             # get_signal() reports a group exit as SIGKILL without siginfo; the signal behind
             # it is the one complete_signal() turned into that group exit.
@@ -154,7 +156,7 @@ class AssistedRecords:
             info_kind = wire.INFO_NOINFO
             if ge.sig != signals.SIGKILL:
                 derived.append("signal")
-        elif ge is not None and ge.sig == sig and not ge.certain:
+        elif ge is not None and key is not None and ge.sig == sig and not ge.certain:
             del self.group_exit[key]  # it was dequeued after all: it had a handler
         if sig not in self.wanted and gcode not in self.wanted:
             return None
@@ -194,29 +196,16 @@ class AssistedRecords:
         return call._replace(derived=tuple(f"sender.{f}" for f in sender_read))
 
     def exit(
-        self,
-        ts_ns: int,
-        cpu: int,
-        wait_status: int,
-        task: wire.Task,
-        *,
-        oom: bool,
-        took_part: bool,
-        caught: int | None,
-    ) -> wire.Exit | None:
-        """A dead thread group's record, its wait status from the process-events connector:
-        when it `took_part` in a reported signal, or passes the filters itself. `caught`: its
-        handler mask as last read (read it before the facts forget the process)."""
-        self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
+        self, ts_ns: int, cpu: int, e: ProcExit, task: wire.Task, *, oom: bool, took_part: bool
+    ) -> list[wire.Record]:
+        """A dead thread group's record, its wait status `e` from the process-events
+        connector: when it `took_part` in a reported signal, or passes the filters itself.
+        The facts forget it, its handler mask (`caught`) read first."""
+        caught = self.facts.caught(e.tgid)
+        self.facts.forget(e.tid)
+        self.facts.forget(e.tgid)
+        if task.pid is not None:
+            self.group_exit.pop(task.pid, None)  # a pid that comes back starts afresh
         if not took_part and not (self.filters.any and self.filters.matches(task)):
-            return None
-        core = wire.F_CORE_DUMPED if wait_status & 0x80 else 0
-        return wire.Exit(
-            ts_ns=ts_ns,
-            cpu=cpu,
-            exit_code=wait_status,
-            flags=(wire.F_OOM_VICTIM if oom else 0) | core,
-            task=task,
-            caught=caught,
-            derived=("caught",) if caught is not None else (),
-        )
+            return []
+        return [exit_record(ts_ns, cpu, e.exit_code, task, caught, oom)]

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from sigtrace import features, ringbuf, signals, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends import Emit
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.bcc_records import SIZE_DEFINES, BccTranslator
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
+from sigtrace.backends.tracefs_instance import format_fields, mount, probe_rows
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import detect_layout
 from sigtrace.errors import BackendError, LibraryError
@@ -106,7 +107,7 @@ def load_bcc() -> ModuleType:
             sys.path.remove(DIST_PACKAGES)
     if not hasattr(bcc, "BPF"):
         raise LibraryError(f"{bcc.__file__} is not BCC's module: install python3-bpfcc")
-    return bcc
+    return cast(ModuleType, bcc)  # no stubs: bcc is Any
 
 
 # --- kernel headers --------------------------------------------------------------------------
@@ -218,16 +219,6 @@ def _captured_output() -> Iterator[Callable[[], str]]:
                 os.close(fd)
 
 
-def format_fields(root: str, category: str, name: str) -> set[str] | None:
-    """The field names of a tracepoint's format (None: no such tracepoint)."""
-    try:
-        with open(os.path.join(root, "events", category, name, "format")) as f:
-            text = f.read()
-    except OSError:
-        return None
-    return set(re.findall(r"field:[^;]*?\b(\w+)(?:\[\d*\])?;", text))
-
-
 # --- the backend -----------------------------------------------------------------------------
 
 
@@ -272,14 +263,7 @@ class BccBackend(ProcAssistedBackend):
         out.append(("bcc", found, where))
         headers, detail = find_headers(features.kernel_release(), config.sys_root)
         out.append(("headers", headers is not None, detail))
-        root = features.tracefs_root(config.sys_root)
-        if root is not None:
-            sig = features.tracepoint("signal", "signal_generate", config.sys_root)
-            out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
-        elif os.path.isdir(os.path.join(config.sys_root, "kernel/tracing")):
-            out.append(("tracefs", True, f"{config.sys_root}/kernel/tracing: mountable"))
-        else:
-            out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
+        out += probe_rows(config.sys_root)
         p = features.bpf_privileges(config.proc_root)
         out.append(("privileges", p.ok, p.detail))
         net = features.proc_connector_privileges(config.proc_root)
@@ -301,13 +285,9 @@ class BccBackend(ProcAssistedBackend):
     # --- open ---------------------------------------------------------------------------------
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         cfg = self.config
-        root = features.tracefs_root(cfg.sys_root, mount=True)
-        if root is None:
-            raise error_for("tracefs", f"cannot mount tracefs at {cfg.sys_root}/kernel/tracing")
+        root = mount(cfg.sys_root)
         headers, _ = find_headers(features.kernel_release(), cfg.sys_root)
         assert headers is not None  # probed
         t0 = time.monotonic()
@@ -329,7 +309,8 @@ class BccBackend(ProcAssistedBackend):
                     f"attach {self.timings['compile_load_attach']:.3f} s",
                     file=sys.stderr,
                 )
-            self._fill_filters()
+            self._add_tids(self.filters.pids)
+            self.add_cgroup_ids(self.filters.cgroup_ids)  # those given at start
             self._open_events()
             self.builder.exit_codes = self.events is not None
             events = self.bpf["events"]
@@ -353,20 +334,8 @@ class BccBackend(ProcAssistedBackend):
             "RINGBUF_PAGES": str(cfg.ringbuf_size // 4096),
         }
         d.update({k: str(v) for k, v in SIZE_DEFINES.items()})
-        missing = []
-        if not cfg.syscalls:
-            self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
-            enter = format_fields(root, "syscalls", f"sys_enter_{name}")
-            if enter is None or format_fields(root, "syscalls", f"sys_exit_{name}") is None:
-                missing.append(name)
-            else:
-                d[f"HAVE_SYS_{name.upper()}"] = "1"
-        if missing:
-            self._missing.append(
-                f"kill-family syscalls ({', '.join(missing)}: no tracepoint): no fan-out "
-                "counts, no EPERM/ESRCH failures for them"
-            )
+        for name in self._kill_calls(root):
+            d[f"HAVE_SYS_{name.upper()}"] = "1"
         exit_fields = format_fields(root, "sched", "sched_process_exit") or set()
         if "group_dead" in exit_fields:
             d["EXIT_HAS_GROUP_DEAD"] = "1"
@@ -411,12 +380,6 @@ class BccBackend(ProcAssistedBackend):
                 f"BCC could not compile or load the program against {headers.source} "
                 f"({first}; --verbose shows the log)"
             ) from failure
-
-    def _fill_filters(self) -> None:
-        self._add_tids(self.filters.pids)
-        if self.kernel_cgroups:
-            for cg in self.filters.cgroup_ids:
-                self._map_set("cgroup_filter", cg, 1)
 
     def _add_tids(self, tids: Iterable[int]) -> None:
         try:
@@ -511,11 +474,9 @@ class BccBackend(ProcAssistedBackend):
         self._map_set("state", 1, 1)
         self.stopping = False  # nothing new comes now: what is left is finite, take all of it
         total = 0
-        while True:
-            n = self._read()
+        while self._read():
             total += self._hand_over(emit)
-            if n == 0:
-                return total + self._hand_over(emit, everything=True)
+        return total + self._hand_over(emit, everything=True)
 
     def _kernel_lost(self) -> int:
         if self.bpf is None:

@@ -11,8 +11,9 @@
  * FILTER_CGROUPS (in-kernel cgroup filter for events whose subject is current),
  * RINGBUF_PAGES, HAVE_SYS_<call>, EXIT_HAS_GROUP_DEAD, HAVE_OOM, OOM_HAS_COMM, OOM_HAS_UID,
  * and the record sizes user space decodes (BT_*_SIZE), checked below at compile time.
- * Record kinds, syscall numbers and the flags both kernel sides share are sigtrace.h's (the
+ * Record kinds, the record header, syscall numbers and shared flags are sigtrace.h's (the
  * CO-RE program's header, shipped beside this file): one definition for C and for wire.py.
+ * A kill-family call's state and rules are sigtrace_rules.h's, shared with the CO-RE program.
  */
 
 /* Named by the syscall tracepoints' formats; only ever compared with NULL here. */
@@ -20,10 +21,8 @@ struct siginfo;
 typedef struct siginfo siginfo_t;
 
 #include "sigtrace.h"
+#include "sigtrace_rules.h"
 
-#define SIGKILL 9
-#define SI_KERNEL 0x80
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2)
 /* An exiting task's SI_KERNEL SIGKILL within this long is its namespace teardown. */
 #define TEARDOWN_WINDOW_NS 1000000000ULL
 
@@ -46,14 +45,8 @@ struct bt_task {
 	char comm[ST_COMM_LEN];
 };
 
-struct bt_header {
-	u64 ts_ns;
-	u32 kind;
-	u32 cpu;
-};
-
 struct bt_generate {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s32 sys_nr;
 	s32 req_pid;
@@ -70,7 +63,7 @@ struct bt_generate {
 };
 
 struct bt_deliver {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 sig;
 	s32 code;
 	s32 si_errno;
@@ -81,7 +74,7 @@ struct bt_deliver {
 };
 
 struct bt_syscall {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u64 seq;
 	s64 ret;
 	s32 nr;
@@ -94,14 +87,14 @@ struct bt_syscall {
 };
 
 struct bt_exit {
-	struct bt_header hdr;
+	struct st_header hdr;
 	u32 flags;
 	u32 _pad;
 	struct bt_task task;
 };
 
 struct bt_oom {
-	struct bt_header hdr;
+	struct st_header hdr;
 	s32 victim_tid;
 	u32 victim_uid; /* 0xffffffff: the tracepoint has no uid field */
 	char victim_comm[ST_COMM_LEN];
@@ -115,18 +108,6 @@ _Static_assert(sizeof(struct bt_syscall) == BT_SYSCALL_SIZE, "bt_syscall size");
 _Static_assert(sizeof(struct bt_exit) == BT_EXIT_SIZE, "bt_exit size");
 _Static_assert(sizeof(struct bt_oom) == BT_OOM_SIZE, "bt_oom size");
 _Static_assert(sizeof(struct bt_task) == BT_TASK_SIZE, "bt_task size");
-
-struct inflight {
-	u64 seq;
-	s32 nr;
-	s32 sig;
-	s32 req_pid;
-	s32 req_tid;
-	u32 count;   /* signals this call generated */
-	u32 emitted; /* of which passed the filters and reached the ring buffer */
-	u32 sys_flags;
-	u32 flags; /* BT_F_USER_SIGINFO */
-};
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(lost, u64, 1);
@@ -197,11 +178,20 @@ static inline void track(u32 id, u64 bits)
 	tracked.update(&id, &bits);
 }
 
-static inline void fill_header(struct bt_header *h, u32 kind)
+/* A zeroed record with its header filled in, or NULL: the ring buffer is full (counted). */
+static inline void *reserve(u32 size, u32 kind)
 {
+	struct st_header *h = events.ringbuf_reserve(size);
+
+	if (!h) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(h, 0, size);
 	h->ts_ns = bpf_ktime_get_ns();
 	h->kind = kind;
 	h->cpu = bpf_get_smp_processor_id();
+	return h;
 }
 
 static inline void fill_current(struct bt_task *t)
@@ -213,14 +203,6 @@ static inline void fill_current(struct bt_task *t)
 	t->tid = (u32)id;
 	t->uid = (u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(&t->comm, sizeof(t->comm));
-}
-
-/* kill(0), kill(-pgid), kill(-1), or a pidfd signal to a process group. */
-static inline bool fanout_request(struct inflight *call)
-{
-	if (call->nr == ST_SYS_KILL)
-		return call->req_pid <= 0;
-	return call->nr == ST_SYS_PIDFD_SEND_SIGNAL && (call->sys_flags & PIDFD_SIGNAL_PROCESS_GROUP);
 }
 
 TRACEPOINT_PROBE(signal, signal_generate)
@@ -243,14 +225,10 @@ TRACEPOINT_PROBE(signal, signal_generate)
 	if (FILTER_PIDS && !pid_listed(id >> 32) && !pid_listed(tid) && !pid_listed(target))
 		return 0;
 
-	struct bt_generate *e = events.ringbuf_reserve(sizeof(struct bt_generate));
+	struct bt_generate *e = reserve(sizeof(*e), ST_KIND_GENERATE);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_GENERATE);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -304,14 +282,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 	if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches())
 		return 0;
 
-	struct bt_deliver *e = events.ringbuf_reserve(sizeof(struct bt_deliver));
+	struct bt_deliver *e = reserve(sizeof(*e), ST_KIND_DELIVER);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_DELIVER);
 	e->sig = sig;
 	e->code = args->code;
 	e->si_errno = args->errno;
@@ -356,26 +330,18 @@ static inline int sys_exit(long ret)
 		return 0;
 	if (paused())
 		goto out;
-	/* Only a fan-out's count and a failure are news: the rule and its reasons are
-	 * userfilter.call_is_news's (sigtrace.bpf.c's syscall_exit has it too). */
-	if (call->emitted > 0 && !fanout_request(call))
-		goto out;
-	if (call->emitted == 0) {
-		if (call->count > 0 || ret >= 0)
-			goto out;
-		if ((FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
-		    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
-			goto out;
-	}
+	enum call_news news = call_news(call, ret);
 
-	struct bt_syscall *e = events.ringbuf_reserve(sizeof(struct bt_syscall));
-
-	if (!e) {
-		count_lost();
+	if (news == CALL_NEWS_NO)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_SYSCALL);
+	if (news == CALL_NEWS_IF_TRACED && (FILTER_PIDS || FILTER_CGROUPS) && !current_matches() &&
+	    !(FILTER_PIDS && call->req_pid > 0 && pid_listed(call->req_pid)))
+		goto out;
+
+	struct bt_syscall *e = reserve(sizeof(*e), ST_KIND_SYSCALL);
+
+	if (!e)
+		goto out;
 	e->seq = call->seq;
 	e->ret = ret;
 	e->nr = call->nr;
@@ -391,80 +357,37 @@ out:
 	return 0;
 }
 
-/* The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+/* A kill-family call's two probes, `pid`, `tid` and `sys_flags` its arguments as sys_enter()
+ * takes them. The syscall tracepoints' fields are 8 bytes wide whatever their C type: truncate. */
+#define KILL_CALL(name, nr, pid, tid, sys_flags, flags)                                    \
+	TRACEPOINT_PROBE(syscalls, sys_enter_##name)                                        \
+	{                                                                                   \
+		return sys_enter(nr, (s32)args->sig, (s32)(pid), (s32)(tid), (u32)(sys_flags), \
+				 flags);                                                    \
+	}                                                                                   \
+	TRACEPOINT_PROBE(syscalls, sys_exit_##name)                                         \
+	{                                                                                   \
+		return sys_exit(args->ret);                                                 \
+	}
+
 #ifdef HAVE_SYS_KILL
-TRACEPOINT_PROBE(syscalls, sys_enter_kill)
-{
-	return sys_enter(ST_SYS_KILL, (s32)args->sig, (s32)args->pid, 0, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_kill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(kill, ST_SYS_KILL, args->pid, 0, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tkill)
-{
-	return sys_enter(ST_SYS_TKILL, (s32)args->sig, (s32)args->pid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tkill, ST_SYS_TKILL, args->pid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_TGKILL
-TRACEPOINT_PROBE(syscalls, sys_enter_tgkill)
-{
-	return sys_enter(ST_SYS_TGKILL, (s32)args->sig, (s32)args->tgid, (s32)args->pid, 0, 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_tgkill)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(tgkill, ST_SYS_TGKILL, args->tgid, args->pid, 0, 0)
 #endif
-
 #ifdef HAVE_SYS_PIDFD_SEND_SIGNAL
-TRACEPOINT_PROBE(syscalls, sys_enter_pidfd_send_signal)
-{
-	return sys_enter(ST_SYS_PIDFD_SEND_SIGNAL, (s32)args->sig, (s32)args->pidfd, 0,
-			 (u32)args->flags, args->info ? BT_F_USER_SIGINFO : 0);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_pidfd_send_signal)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(pidfd_send_signal, ST_SYS_PIDFD_SEND_SIGNAL, args->pidfd, 0, args->flags,
+	  args->info ? BT_F_USER_SIGINFO : 0)
 #endif
-
 #ifdef HAVE_SYS_RT_SIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_sigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_SIGQUEUEINFO, (s32)args->sig, (s32)args->pid, 0, 0,
-			 BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_sigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_sigqueueinfo, ST_SYS_RT_SIGQUEUEINFO, args->pid, 0, 0, BT_F_USER_SIGINFO)
 #endif
-
 #ifdef HAVE_SYS_RT_TGSIGQUEUEINFO
-TRACEPOINT_PROBE(syscalls, sys_enter_rt_tgsigqueueinfo)
-{
-	return sys_enter(ST_SYS_RT_TGSIGQUEUEINFO, (s32)args->sig, (s32)args->tgid, (s32)args->pid,
-			 0, BT_F_USER_SIGINFO);
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_rt_tgsigqueueinfo)
-{
-	return sys_exit(args->ret);
-}
+KILL_CALL(rt_tgsigqueueinfo, ST_SYS_RT_TGSIGQUEUEINFO, args->tgid, args->pid, 0, BT_F_USER_SIGINFO)
 #endif
 
 /* The format has no exit code: user space joins these with the process-events connector's. */
@@ -495,14 +418,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	if (!bits && (!(FILTER_PIDS || FILTER_CGROUPS) || !current_matches()))
 		goto out;
 
-	struct bt_exit *e = events.ringbuf_reserve(sizeof(struct bt_exit));
+	struct bt_exit *e = reserve(sizeof(*e), ST_KIND_EXIT);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		goto out;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_EXIT);
 	e->flags = (bits ? BT_F_TRACKED : 0) | ((bits & TRACK_OOM_VICTIM) ? ST_F_OOM_VICTIM : 0);
 	fill_current(&e->task);
 	events.ringbuf_submit(e, 0);
@@ -523,14 +442,10 @@ TRACEPOINT_PROBE(oom, mark_victim)
 		return 0;
 	track(victim, TRACK_OOM_VICTIM);
 
-	struct bt_oom *e = events.ringbuf_reserve(sizeof(struct bt_oom));
+	struct bt_oom *e = reserve(sizeof(*e), ST_KIND_OOM);
 
-	if (!e) {
-		count_lost();
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	fill_header(&e->hdr, ST_KIND_OOM);
 	e->victim_tid = victim;
 #ifdef OOM_HAS_UID
 	e->victim_uid = args->uid;

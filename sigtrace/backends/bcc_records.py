@@ -16,19 +16,15 @@ import struct
 import time
 from collections import namedtuple
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sigtrace import wire
 from sigtrace.backends.assisted_records import AssistedRecords, Delivered, Sent
 from sigtrace.backends.group_exits import bounded_set
 from sigtrace.backends.procevents import ProcExit
-from sigtrace.backends.proctask import (
-    Identity,
-    Status,
-    TaskFacts,
-    unknown_task,
-)
+from sigtrace.backends.proctask import Identity, TaskFacts, unknown_task
 from sigtrace.backends.userfilter import Filters
+from sigtrace.procfs import Status
 
 # Flags of bcc_program.c: wire.F_SYSCALL, F_OOM_VICTIM and F_FANOUT mean what they do in
 # bpf/sigtrace.h (which the program includes); these are its own, above the shared bits.
@@ -43,7 +39,7 @@ _KERNEL_FLAGS = wire.F_SYSCALL | wire.F_FANOUT
 # bcc_program.c's structs as wire.LAYOUTS lays out sigtrace.h's: (name, struct format) in
 # declaration order, a tuple value a nested struct; every record ends in its current task.
 # tests/unit/test_kernel_abi.py compares them with the C source.
-BT_TASK = (
+BT_TASK: wire.Layout = (
     ("cgroup_id", "Q"),
     ("pid", "I"),
     ("tid", "I"),
@@ -51,9 +47,8 @@ BT_TASK = (
     ("_pad", "I"),
     ("comm", "16s"),
 )
-BT_LAYOUTS: dict[str, tuple] = {
+BT_LAYOUTS: dict[str, wire.Layout] = {
     "bt_task": BT_TASK,
-    "bt_header": wire.HEADER,
     "bt_generate": (
         ("hdr", wire.HEADER),
         ("seq", "Q"),
@@ -100,13 +95,17 @@ _BY_KIND = {
 }
 
 
-def _struct(layout: tuple) -> struct.Struct:
+def _struct(layout: wire.Layout) -> struct.Struct:
     return struct.Struct("=" + wire.flat_format(layout))  # "=": no implicit padding
 
 
-def _field_names(layout: tuple) -> list[str]:
+def _field_names(layout: wire.Layout) -> list[str]:
     """The head's fields, a nested header's inlined (ts_ns, kind, cpu, ...)."""
-    return [n for name, f in layout for n in (_field_names(f) if name == "hdr" else [name])]
+    return [
+        n
+        for name, f in layout
+        for n in (_field_names(f) if name == "hdr" and isinstance(f, tuple) else [name])
+    ]
 
 
 # Field names computed from the layouts: a namedtuple type only at run time (typed Any).
@@ -128,12 +127,9 @@ _KINDS = {
     for kind, name in _BY_KIND.items()
 }
 # -D flags: the C side asserts its struct sizes against these at compile time.
-SIZE_DEFINES = {
-    f"{name.upper()}_SIZE": _struct(layout).size
-    for name, layout in BT_LAYOUTS.items()
-    if name != "bt_header"
-}
+SIZE_DEFINES = {f"{name.upper()}_SIZE": _struct(layout).size for name, layout in BT_LAYOUTS.items()}
 _NO_UID = 0xFFFFFFFF
+T = TypeVar("T")
 # A group-dead exit whose wait status has not come from the connector by then is dropped.
 EXIT_WAIT_NS = 2_000_000_000
 
@@ -144,7 +140,7 @@ def pack(name: str, **fields: Any) -> bytes:
     return _struct(BT_LAYOUTS[name]).pack(*_values(BT_LAYOUTS[name], fields))
 
 
-def _values(layout: tuple, fields: dict[str, Any]) -> list[Any]:
+def _values(layout: wire.Layout, fields: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for name, f in layout:
         if isinstance(f, tuple):
@@ -158,6 +154,13 @@ class Decoded(NamedTuple):
     kind: int
     r: Any  # the record's fields by name (its _KINDS head)
     task: Any  # BtTask: the current task, as the kernel side recorded it (helpers only)
+
+
+def _once(cache: dict[int, T], tid: int, read: Callable[[int], T]) -> T:
+    """/proc read once per batch."""
+    if tid not in cache:
+        cache[tid] = read(tid)
+    return cache[tid]
 
 
 class PendingExit(NamedTuple):
@@ -180,7 +183,7 @@ def _subject(rec: wire.Record) -> wire.Task | None:
     return None
 
 
-class BccTranslator:
+class BccTranslator(AssistedRecords):
     """bcc_program.c's records in, events for AssistedRecords, wire records out.
     `track(tgid, TRACK_*)` tells the kernel side about a process it knows only by another
     thread's id (its exit is then reported)."""
@@ -192,9 +195,7 @@ class BccTranslator:
         filters: Filters,
         track: Callable[[int, int], None] = lambda tgid, bits: None,
     ) -> None:
-        self.records = AssistedRecords(facts, wanted, filters)
-        self.facts = facts
-        self.filters = filters
+        super().__init__(facts, wanted, filters)
         self.track = track
         self.exiting: dict[int, PendingExit] = {}  # tid → its group-dead exit, awaiting a code
         self.exit_codes = True  # False: no connector, so no exit records
@@ -203,7 +204,7 @@ class BccTranslator:
         # is gone is looked for once.
         self._status: dict[int, Status | None] = {}
         self._idents: dict[int, Identity | None] = {}
-        self._tasks: dict[tuple, tuple[wire.Task, Identity | None]] = {}
+        self._tasks: dict[tuple[object, ...], tuple[wire.Task, Identity | None]] = {}
         self._tracked: set[int] = set()
         # (tid or tgid, sig) → when this batch last saw it delivered
         self._delivered: dict[tuple[int, int], int] = {}
@@ -232,20 +233,6 @@ class BccTranslator:
                 bounded_set(self.reported, task.pid, True)
         return out
 
-    def _identity_of(self, tid: int) -> Identity | None:
-        try:
-            return self._idents[tid]
-        except KeyError:
-            ident = self._idents[tid] = self.facts.identity(tid)
-            return ident
-
-    def _status_of(self, tid: int) -> Status | None:
-        try:
-            return self._status[tid]
-        except KeyError:
-            st = self._status[tid] = self.facts.status(tid)
-            return st
-
     @staticmethod
     def _decode(data: bytes) -> Decoded:
         kind = struct.unpack_from("=I", data, 8)[0] if len(data) >= 16 else 0
@@ -271,9 +258,9 @@ class BccTranslator:
 
     def _identity(self, tid: int, tgid: int | None = None) -> Identity | None:
         """/proc's view of a thread (or of its process); None when gone or reused."""
-        ident = self._identity_of(tid)
+        ident = _once(self._idents, tid, self.facts.identity)
         if ident is None and tgid is not None and tgid != tid:
-            ident = self._identity_of(tgid)
+            ident = _once(self._idents, tgid, self.facts.identity)
         if ident is not None and tgid is not None and ident.task.pid != tgid:
             return None  # the id now names another process
         return ident
@@ -308,11 +295,10 @@ class BccTranslator:
     def _merge(self, k: Any) -> tuple[wire.Task, Identity | None]:
         ident = self._identity(k.tid, k.pid)
         comm = wire.comm_text(k.comm)
-        unknown: Any = None  # wire.Task's ints: None where /proc had no answer
-        if ident is None:
-            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, unknown, unknown, 0, k.uid, comm), None
+        if ident is None:  # /proc had no answer: the namespace ids are not known
+            return wire.Task(k.cgroup_id, 0, k.pid, k.tid, None, None, 0, k.uid, comm), None
         t = ident.task
-        ns_tid = t.ns_tid if t.tid == k.tid else unknown
+        ns_tid = t.ns_tid if t.tid == k.tid else None
         task = wire.Task(
             k.cgroup_id, t.cgroup_v1_id, k.pid, k.tid, t.ns_pid, ns_tid, t.pidns_inum, k.uid, comm
         )
@@ -323,9 +309,11 @@ class BccTranslator:
     def _generate(self, r: Any, k: Any) -> wire.Generate | None:
         ttid, kflags = r.target_tid, r.flags
         sender, sident = self._current(k)
-        st = self._status_of(ttid)  # dispositions change: read them for every batch
+        st = _once(
+            self._status, ttid, self.facts.status
+        )  # dispositions change: read them for every batch
         target, tident = self._target(ttid, r.target_comm)
-        rec = self.records.signal(
+        rec = self.signal(
             Sent(
                 ts_ns=r.ts_ns,
                 cpu=r.cpu,
@@ -351,16 +339,14 @@ class BccTranslator:
                 delivered_since=self._delivered.get((target.pid or ttid, r.sig), 0) > r.ts_ns,
             )
         )
-        if rec is not None and tident is not None and target.pid != ttid:
+        if rec is not None and tident is not None and target.pid not in (None, ttid):
             self._track_once(target.pid, TRACK_SIGNALLED)  # the kernel knows only its tid
         return rec
 
     def _deliver(self, r: Any, k: Any) -> wire.Deliver | None:
         task, ident = self._current(k)
         read = ("ns_pid",) if ident else ()
-        return self.records.delivery(
-            Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read)
-        )
+        return self.delivery(Delivered(r.ts_ns, r.cpu, r.sig, r.code, r.sa_handler, task, read))
 
     def _syscall(self, r: Any, k: Any) -> wire.Syscall | None:
         sender, sident = self._current(k)
@@ -371,7 +357,7 @@ class BccTranslator:
             r.sys_flags, sender,
         )  # fmt: skip
         read = ("ns_pid",) if sident else ()
-        return self.records.syscall(call, read, news=None if r.count == 0 else True)
+        return self.syscall(call, read, news=None if r.count == 0 else True)
 
     def _oom(self, r: Any, k: Any) -> wire.Oom | None:
         vtid = r.victim_tid
@@ -380,7 +366,7 @@ class BccTranslator:
         comm = wire.comm_text(r.victim_comm)
         if ident is not None:
             victim = ident.task._replace(tid=vtid, comm=comm or ident.task.comm)
-            if victim.pid != vtid:
+            if victim.pid not in (None, vtid):
                 self.track(victim.pid, TRACK_OOM_VICTIM)
         else:
             victim = unknown_task(None, vtid, comm)
@@ -397,30 +383,32 @@ class BccTranslator:
             return
         ts, cpu, kflags = r.ts_ns, r.cpu, r.flags
         task, _ = self._current(k)
+        tid: int = k.tid  # the kernel's (task.tid too, typed int | None for /proc's tasks)
         if kflags & BT_F_TRACKED:
-            self._status_of(task.tid)  # its handlers for the exit record, if not a zombie yet
+            _once(
+                self._status, tid, self.facts.status
+            )  # its handlers for the exit record, if not a zombie yet
         pending = PendingExit(
             ts, cpu, kflags, task, bool(kflags & BT_F_TRACKED), time.monotonic_ns()
         )
-        bounded_set(self.exiting, task.tid, pending)
+        bounded_set(self.exiting, tid, pending)
 
     def proc_exit(self, e: ProcExit) -> list[wire.Record]:
         """A task's wait status from the connector: an exit record for a group-dead exit
         that the kernel side reported (it comes before the connector's message)."""
         p = self.exiting.pop(e.tid, None)
-        caught = self.facts.caught(e.tgid)
-        self.facts.forget(e.tid)
         if p is None:
+            self.facts.forget(e.tid)
             return []
-        self.facts.forget(p.task.pid)
+        pid = p.task.pid
         # The kernel side tracks every target it let through; with filters, user space
         # dropped some of those, and only what it reported took part.
-        took_part = self.reported.pop(p.task.pid, False) if self.filters.any else p.tracked
+        if self.filters.any:
+            took_part = pid is not None and self.reported.pop(pid, False)
+        else:
+            took_part = p.tracked
         oom = bool(p.flags & wire.F_OOM_VICTIM)
-        rec = self.records.exit(
-            p.ts_ns, p.cpu, e.exit_code, p.task, oom=oom, took_part=took_part, caught=caught
-        )
-        return [rec] if rec is not None else []
+        return self.exit(p.ts_ns, p.cpu, e, p.task, oom=oom, took_part=took_part)
 
     def oldest_pending_exit(self) -> int | None:
         """The time of the oldest exit still waiting for its code."""
@@ -430,4 +418,5 @@ class BccTranslator:
         """Drop exits whose code never came (the connector overflowed or is missing)."""
         for tid in [t for t, p in self.exiting.items() if now_ns - p.seen_ns > EXIT_WAIT_NS]:
             p = self.exiting.pop(tid)
-            self.records.group_exit.pop(p.task.pid, None)
+            if p.task.pid is not None:
+                self.group_exit.pop(p.task.pid, None)

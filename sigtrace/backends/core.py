@@ -11,13 +11,11 @@ import os
 import struct
 
 from sigtrace import features, ringbuf, signals, syscalls, wire
-from sigtrace.backends import NO_SYSCALLS, NO_SYSCALLS_NO_REGS, Backend, Emit, error_for
+from sigtrace.backends import NO_SYSCALLS, NO_SYSCALLS_NO_REGS, Backend, Emit
 from sigtrace.config import TraceConfig
 from sigtrace.errors import BackendError
 from sigtrace.libbpf import BpfObject, Libbpf, RingBuffer, find_library
 from sigtrace.ringbuf import MappedRing
-
-SYSCALL_PROGS = tuple(wire.SYSCALL_NAMES.values())  # one program pair per kill-family call
 
 
 def object_path() -> str:
@@ -53,9 +51,7 @@ class CoreBackend(Backend):
         self._count = 0
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         lib = Libbpf(verbose=self.config.verbose)
         obj = BpfObject(lib, object_path())
         self.obj = obj

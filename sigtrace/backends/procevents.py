@@ -15,7 +15,7 @@ import select
 import socket
 import struct
 import time
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from sigtrace import features
 from sigtrace.errors import BackendError, PrivilegeError
@@ -123,7 +123,7 @@ class ProcEvents:
         raise BackendError("process-events connector did not answer")
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return cast(int, self.sock.fileno())  # pyroute2's socket: untyped
 
     def read(self) -> list[ProcExit]:
         out: list[ProcExit] = []

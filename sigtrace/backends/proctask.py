@@ -13,7 +13,6 @@ exit is handled the process is a zombie, whose SigCgt reads 0.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from typing import NamedTuple
 
 from sigtrace import signals, wire
 from sigtrace.containers.cgroup_ids import CgroupIds
-from sigtrace.containers.cgroup_path import parse_proc_cgroup
-from sigtrace.procfs import Procfs
+from sigtrace.procfs import Procfs, Status
 
 # A sender's identity is re-read after this long (its uid may change; pids get reused).
 IDENTITY_TTL_NS = 1_000_000_000
@@ -35,93 +33,6 @@ CAUGHT_FROM_PROC = (
     "--pid/--container first seeing it, its exit), so a handler set after that is missed "
     "(`derived`; null if never read)"
 )
-
-
-@dataclass(frozen=True)
-class Status:
-    """The parts of /proc/<tid>/status the backends use."""
-
-    name: str
-    state: str  # R, S, D, T, t, Z, X...
-    tgid: int
-    tid: int
-    ns_pid: int  # the process's id in its own (deepest) pid namespace
-    ns_tid: int
-    ns_depth: int  # 1 in the host's namespace
-    uid: int
-    sig_blk: int
-    sig_ign: int
-    sig_cgt: int
-    tracer_pid: int
-    pending: int = 0  # SigPnd | ShdPnd: queued for the thread or for its process
-
-    @property
-    def dispositions_known(self) -> bool:
-        # A zombie has released its sighand: its SigCgt/SigIgn read 0, which is not SIG_DFL.
-        return self.state not in ("Z", "X")
-
-    def handler(self, sig: int) -> int:
-        bit = 1 << (sig - 1)
-        if self.sig_cgt & bit:
-            return wire.HANDLER_FUNC
-        if self.sig_ign & bit:
-            return wire.HANDLER_IGN
-        return wire.HANDLER_DFL
-
-    def blocked(self, sig: int) -> bool:
-        return bool(self.sig_blk & (1 << (sig - 1)))
-
-    def blocked_when_sent(self, sig: int) -> bool | None:
-        """Was `sig` blocked when it was sent, judged from this later read? None: can't tell.
-
-        The kernel blocks a signal while its handler runs: a caught signal that is blocked
-        but no longer pending was most likely read in its own handler, after it was
-        delivered, and the mask it met when sent is unknown (not "blocked", which would
-        make it pending).
-        """
-        bit = 1 << (sig - 1)
-        if not self.sig_blk & bit:
-            return False
-        if self.sig_cgt & bit and not self.pending & bit:
-            return None
-        return True
-
-    @property
-    def unkillable(self) -> bool:
-        # copy_process() gives every pid namespace's init SIGNAL_UNKILLABLE (the host's too).
-        return self.ns_pid == 1
-
-
-def parse_status(text: str) -> Status | None:
-    """/proc/<tid>/status text → Status; None when a field it needs is missing. Pure."""
-    f: dict[str, str] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        f[key] = value.strip()
-    if f.get("Tgid") == "0":
-        # Read while release_task() detached its pids (State X): Tgid, NStgid and NSpid all
-        # read 0, which is no pid at all. Unknown, not pid 0 (nor a namespace's init).
-        return None
-    try:
-        nspid = f.get("NSpid", f["Pid"]).split()
-        nstgid = f.get("NStgid", f["Tgid"]).split()
-        return Status(
-            name=f.get("Name", ""),
-            state=f.get("State", "?")[:1],
-            tgid=int(f["Tgid"]),
-            tid=int(f["Pid"]),
-            ns_pid=int(nstgid[-1]),
-            ns_tid=int(nspid[-1]),
-            ns_depth=len(nstgid),
-            uid=int(f["Uid"].split()[0]),
-            sig_blk=int(f["SigBlk"], 16),
-            sig_ign=int(f["SigIgn"], 16),
-            sig_cgt=int(f["SigCgt"], 16),
-            tracer_pid=int(f.get("TracerPid", "0")),
-            pending=int(f.get("SigPnd", "0"), 16) | int(f.get("ShdPnd", "0"), 16),
-        )
-    except (KeyError, ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -141,10 +52,7 @@ class TaskFacts:
         self._caught: OrderedDict[int, int] = OrderedDict()  # tgid → SigCgt last read
 
     def status(self, tid: int) -> Status | None:
-        raw = self.procfs.read(tid, "status")
-        if raw is None:
-            return None
-        st = parse_status(raw.decode("utf-8", "backslashreplace"))
+        st = self.procfs.status(tid)
         if st is not None:
             self._remember(st)
             if st.dispositions_known:
@@ -182,7 +90,7 @@ class TaskFacts:
             cg, cg1, inum = old.task.cgroup_id, old.task.cgroup_v1_id, old.task.pidns_inum
         else:
             cg, cg1 = self._cgroup_ids(st.tid)
-            inum = self._pidns_inum(st.tid)
+            inum = self.procfs.pidns_inum(st.tid)
         task = wire.Task(cg, cg1, st.tgid, st.tid, st.ns_pid, st.ns_tid, inum, st.uid, st.name)
         self._ids[st.tid] = Identity(task, st.ns_depth, time.monotonic_ns())
         self._ids.move_to_end(st.tid)
@@ -193,23 +101,13 @@ class TaskFacts:
         """(v2 id, v1 pids id) as the kernel side records them; 0 where unknown."""
         if self.cgroups is None:
             return 0, 0
-        raw = self.procfs.read(tid, "cgroup")
-        if not raw:
+        info = self.procfs.cgroup(tid)
+        if info is None:
             return 0, 0
-        info = parse_proc_cgroup(raw.decode("utf-8", "backslashreplace"))
         v2 = self.cgroups.id_of(info.v2_path, "v2") if info.v2_path else None
         v1_path = info.v1_paths.get("pids")
         v1 = self.cgroups.id_of(v1_path, "v1pids") if v1_path else None
         return v2 or 0, v1 or 0
-
-    def _pidns_inum(self, tid: int) -> int:
-        try:
-            link = os.readlink(os.path.join(self.procfs.root, str(tid), "ns", "pid"))
-        except OSError:
-            return 0
-        # "pid:[4026531836]"
-        digits = link.rpartition("[")[2].rstrip("]")
-        return int(digits) if digits.isdigit() else 0
 
 
 class SentState(NamedTuple):
@@ -248,7 +146,27 @@ def target_state_when_sent(st: Status | None, sig: int, delivered_since: bool) -
 def unknown_task(pid: int | None, tid: int | None, comm: str | None = None) -> wire.Task:
     """A task whose /proc is gone: only what the event itself said. comm None: unknown (not
     "", which would read as the task's name in the output)."""
-    return wire.Task(0, 0, pid, tid, None, None, 0, None, comm)  # type: ignore[arg-type]
+    return wire.Task(
+        cgroup_id=0,
+        cgroup_v1_id=0,
+        pid=pid,
+        tid=tid,
+        ns_pid=None,
+        ns_tid=None,
+        pidns_inum=0,
+        uid=None,
+        comm=comm,
+    )
+
+
+def exit_record(
+    ts_ns: int, cpu: int, status: int, task: wire.Task, caught: int | None, oom: bool | None
+) -> wire.Exit:
+    """A process's end: its wait status, and its handlers (`caught`) as /proc last read them.
+    `oom` None: whether the OOM killer ended it could not be told."""
+    flags = (wire.F_CORE_DUMPED if status & 0x80 else 0) | (wire.F_OOM_VICTIM if oom else 0)
+    derived = ("caught",) if caught is not None else ()
+    return wire.Exit(ts_ns, cpu, status, flags, task, caught, derived, oom_unknown=oom is None)
 
 
 def si_pid_seen_by(sender: Identity, target: Identity) -> int | None:

@@ -17,12 +17,11 @@ import select
 import signal
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sigtrace import wire
-from sigtrace.backends import Backend, Emit, error_for
+from sigtrace.backends import Backend, Emit
 from sigtrace.backends import ptrace_stops as pt
-from sigtrace.backends.proctask import TaskFacts, parse_status, unknown_task
+from sigtrace.backends.proctask import TaskFacts, exit_record, unknown_task
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.config import TraceConfig
 from sigtrace.containers.cgroup_ids import CgroupIds
@@ -30,9 +29,6 @@ from sigtrace.containers.oom_count import OomCounters
 from sigtrace.errors import BackendError, UsageError
 from sigtrace.features import effective_caps
 from sigtrace.procfs import Procfs
-
-if TYPE_CHECKING:
-    from sigtrace.containers.select import ContainerSelector
 
 CAP_SYS_PTRACE = 19
 STOPS_PER_POLL = 10000
@@ -100,12 +96,11 @@ class PtraceBackend(Backend):
         self.cgroups = CgroupIds(sys_root=config.sys_root)
         self.facts = TaskFacts(self.procfs, self.cgroups)
         self.tracees: dict[int, Tracee] = {}
-        self.selector: ContainerSelector | None = None
         self._wake_r: int | None = None
         self._wake_w: int | None = None
         self._old_wakeup: int | None = None
         self._old_sigchld: object = None
-        self._senders: dict[tuple[int, int], int] = {}
+        self._senders: dict[tuple[int, int], int | None] = {}
         self.oom = OomCounters(self.procfs, config.sys_root)
         self._open = False
 
@@ -117,47 +112,27 @@ class PtraceBackend(Backend):
             raise UsageError(
                 "the ptrace backend traces given processes only: add --pid, --container or --pod"
             )
-        for what, ok, detail in self.probe(cfg):
-            if not ok:
-                raise error_for(what, detail)
+        self.require_probes()
         for pid in cfg.pids:
             if not os.path.isdir(os.path.join(self.procfs.root, str(pid))):
                 raise UsageError(f"--pid {pid}: no such process")
         self._open = True
         try:
             self._wakeup_on_sigchld()
-            for pid in (*cfg.pids, *self._container_pids()):
+            for pid in (*cfg.pids, *self._selected_pids()):
                 self._attach_tree(pid, required=pid in cfg.pids)
         except BaseException:
             self.close()
             raise
 
-    def _container_pids(self) -> list[int]:
-        if not (self.config.containers or self.config.pods):
-            return []
-        from sigtrace.containers.select import ContainerSelector
-        from sigtrace.enrich import default_cache
-
-        self.selector = ContainerSelector(
-            default_cache(),
-            self.cgroups,
-            self.procfs,
-            self.config.containers,
-            self.config.pods,
-            self.config.wait,
-        )
-        self.selector.initial()
-        return self._selected_pids()
-
     def _selected_pids(self) -> list[int]:
-        assert self.selector is not None
+        """The PID 1 of each container the runner's selector matched."""
+        if self.selector is None:
+            return []
         return sorted({p for s in self.selector.selections for p in s.matched.values() if p > 0})
 
     def add_cgroup_ids(self, ids: set[int]) -> None:
         """A followed container appeared or restarted: trace its new PID 1's tree."""
-        if self.selector is None:
-            return
-        self.selector.poll()
         for pid in self._selected_pids():
             if pid not in self.tracees:
                 self._attach_tree(pid, required=False)
@@ -178,24 +153,12 @@ class PtraceBackend(Backend):
         while todo:
             proc = todo.pop()
             for _ in range(100):  # threads made while seizing: list again until stable
-                new = [t for t in self._threads(proc) if t not in self.tracees]
+                new = [t for t in self.procfs.tids(proc) if t not in self.tracees]
                 if not new:
                     break
                 for tid in new:
                     self._seize(tid, proc, required and tid == pid)
-            for tid in self._threads(proc):
-                todo += self._children(proc, tid)
-
-    def _threads(self, pid: int) -> list[int]:
-        try:
-            names = os.listdir(os.path.join(self.procfs.root, str(pid), "task"))
-            return sorted(int(t) for t in names)
-        except (OSError, ValueError):
-            return []
-
-    def _children(self, pid: int, tid: int) -> list[int]:
-        raw = self.procfs.read(pid, f"task/{tid}/children")
-        return [int(c) for c in raw.split()] if raw else []
+            todo += self.procfs.children(proc)
 
     def _seize(self, tid: int, tgid: int, required: bool) -> None:
         try:
@@ -324,11 +287,8 @@ class PtraceBackend(Backend):
             if task is not None and task.ns_pid == si_pid:
                 return task
         candidates = []
-        for name in os.listdir(self.procfs.root):
-            if not name.isdigit():
-                continue
-            raw = self.procfs.read(int(name), "status")
-            st = parse_status(raw.decode("utf-8", "backslashreplace")) if raw else None
+        for pid in self.procfs.pids():
+            st = self.procfs.status(pid)
             if st is None or st.ns_pid != si_pid:
                 continue
             cand = self.facts.task(st.tgid)
@@ -354,27 +314,13 @@ class PtraceBackend(Backend):
         if tgid != tracee.tid:
             return []  # a thread: the process ends with its leader, reported last by waitpid
         task = ident.task if ident is not None else unknown_task(tgid, tracee.tid)
-        flags = wire.F_CORE_DUMPED if status & 0x80 else 0
         oom: bool | None = False
         if status & 0x7F == signal.SIGKILL and tgid is not None:
             # A SIGKILL is never seen here: the OOM killer's or the runtime's? Its cgroup says.
             oom = self.oom.killed(tgid)
-            flags |= wire.F_OOM_VICTIM if oom else 0
         elif tgid is not None:
             self.oom.forget(tgid)
-        derived = ("caught",) if caught is not None else ()
-        return [
-            wire.Exit(
-                time.monotonic_ns(),
-                0,
-                status,
-                flags,
-                task,
-                caught,
-                derived,
-                oom_unknown=oom is None,
-            )
-        ]
+        return [exit_record(time.monotonic_ns(), 0, status, task, caught, oom)]
 
     def lost_total(self) -> int:
         return 0  # every stop is waited for: nothing can be lost, only delayed

@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from sigtrace import wire
 from sigtrace.backends import kernel_rules as kr
-from sigtrace.backends.proctask import Status, unknown_task
+from sigtrace.backends.proctask import unknown_task
 from sigtrace.backends.ptrace_stops import SigInfo
 from sigtrace.classify import RESULT_DELIVERED, RESULT_IGNORED
+from sigtrace.procfs import Status
 
 GENERATE_DERIVED = (
     "time",  # when it was delivered, not sent
@@ -70,7 +71,7 @@ def delivery_records(
         0,
         0,
         sys_nr,
-        target.pid if user else 0,
+        (target.pid or 0) if user else 0,  # unused for ptrace's scopes (no SYS_KILL)
         0,
         sig,
         code,

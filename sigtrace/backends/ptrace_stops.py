@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 PTRACE_CONT = 7
 PTRACE_DETACH = 17
-PTRACE_SETOPTIONS = 0x4200
-PTRACE_GETEVENTMSG = 0x4201
-PTRACE_GETSIGINFO = 0x4202
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
@@ -72,7 +69,7 @@ class SigInfo(NamedTuple):
 def _call(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
     from ptrace.binding.func import ptrace
 
-    return ptrace(request, tid, addr, data)
+    return cast(int, ptrace(request, tid, addr, data))  # python-ptrace has no types
 
 
 def seize(tid: int) -> None:

@@ -16,14 +16,17 @@ import select
 import time
 
 from sigtrace import features, wire
-from sigtrace.backends import NO_SYSCALLS_NO_REGS, Emit, error_for
+from sigtrace.backends import Emit
 from sigtrace.backends.assisted import ProcAssistedBackend
 from sigtrace.backends.proctask import CAUGHT_FROM_PROC
 from sigtrace.backends.tracefs_instance import (
     Instance,
     and_filters,
+    format_fields,
+    mount,
     or_filter,
     pid_filter,
+    probe_rows,
     remove_stale,
 )
 from sigtrace.backends.tracefs_parse import parse_line, saved_names
@@ -57,30 +60,16 @@ CANNOT_SEE_PIDS = [
 ]
 
 
-def _root(config: TraceConfig) -> str | None:
-    return features.tracefs_root(config.sys_root)
-
-
-def _mountable(config: TraceConfig) -> bool:
-    return os.path.isdir(os.path.join(config.sys_root, "kernel/tracing"))
-
-
 class TracefsBackend(ProcAssistedBackend):
     name = "tracefs"
 
     @classmethod
     def probe(cls, config: TraceConfig) -> list[tuple[str, bool, str]]:
         out = []
-        root = _root(config)
+        root = features.tracefs_root(config.sys_root)
         if root is not None:
             out.append(("tracefs", True, f"{root} mounted"))
-        elif _mountable(config):
-            out.append(("tracefs", True, f"{config.sys_root}/kernel/tracing: mountable"))
-        else:
-            out.append(("tracefs", False, f"no tracefs under {config.sys_root}/kernel/tracing"))
-        if root is not None:
-            sig = features.tracepoint("signal", "signal_generate", config.sys_root)
-            out.append(("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail))
+        out += probe_rows(config.sys_root)
         root_ok = os.geteuid() == 0
         out.append(("privileges", root_ok, "root" if root_ok else "needs root: run with sudo"))
         net = features.proc_connector_privileges(config.proc_root)
@@ -97,12 +86,8 @@ class TracefsBackend(ProcAssistedBackend):
         self._names_read_at = 0
 
     def open(self) -> None:
-        for what, ok, detail in self.probe(self.config):
-            if not ok:
-                raise error_for(what, detail)
-        root = features.tracefs_root(self.config.sys_root, mount=True)
-        if root is None:
-            raise error_for("tracefs", f"cannot mount tracefs at {self.config.sys_root}")
+        self.require_probes()
+        root = mount(self.config.sys_root)
         remove_stale(root, self.config.proc_root)
         self._root = root
         facts = self._open_facts(frozenset(self.config.pids))
@@ -152,36 +137,18 @@ class TracefsBackend(ProcAssistedBackend):
             self._missing.append("--pid: too many threads for an in-kernel filter")
         inst.enable("signal/signal_generate", filters["signal/signal_generate"])
         inst.enable("signal/signal_deliver", filters["signal/signal_deliver"])
-        syscalls_missing = []
-        if not cfg.syscalls:
-            self._missing.append(NO_SYSCALLS_NO_REGS)
-        for name in wire.SYSCALL_NAMES.values() if cfg.syscalls else ():
-            if not inst.has_event(f"syscalls/sys_enter_{name}"):
-                syscalls_missing.append(name)
-                continue
+        for name in self._kill_calls(inst.path):
             # Not by pid: a fan-out's count includes targets the sender did not name.
             inst.enable(f"syscalls/sys_enter_{name}", sigs)
             inst.enable(f"syscalls/sys_exit_{name}")
-        if syscalls_missing:
-            self._missing.append(
-                f"kill-family syscalls ({', '.join(syscalls_missing)}: no tracepoint): "
-                "no fan-out counts, no EPERM/ESRCH failures for them"
-            )
-        exit_filter = "group_dead == 1" if self._has_group_dead(inst) else ""
+        exit_fields = format_fields(inst.path, "sched", "sched_process_exit") or set()
+        exit_filter = "group_dead == 1" if "group_dead" in exit_fields else ""
         inst.enable("sched/sched_process_exit", exit_filter)
         if inst.has_event("oom/mark_victim"):
             inst.enable("oom/mark_victim", filters["oom/mark_victim"])
         else:
             self._missing.append("OOM victims (no oom:mark_victim)")
         inst.write("tracing_on", "1")
-
-    @staticmethod
-    def _has_group_dead(inst: Instance) -> bool:
-        try:
-            with open(os.path.join(inst.path, "events/sched/sched_process_exit/format")) as f:
-                return "group_dead" in f.read()
-        except OSError:
-            return False
 
     def _saved_names(self, tids: set[int]) -> dict[int, tuple[str | None, int]]:
         """ftrace's pid → comm and pid → tgid caches, read now (TraceLineTranslator.confirm);

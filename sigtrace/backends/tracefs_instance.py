@@ -14,12 +14,31 @@ import os
 import re
 from collections.abc import Iterable
 
+from sigtrace import features
 from sigtrace.errors import BackendError, KernelFeatureError
 
 PREFIX = "sigtrace-"
 _STALE = re.compile(rf"^{PREFIX}(\d+)$")
 # The kernel caps a filter string at a page; stay well below, else filter in user space.
 FILTER_MAX = 3000
+
+
+def probe_rows(sys_root: str) -> list[tuple[str, bool, str]]:
+    """The signal tracepoints, where tracefs is mounted; else whether open() can mount it."""
+    where = f"{sys_root}/kernel/tracing"
+    if features.tracefs_root(sys_root) is None:
+        ok = os.path.isdir(where)
+        return [("tracefs", ok, f"{where}: mountable" if ok else f"no tracefs under {where}")]
+    sig = features.tracepoint("signal", "signal_generate", sys_root)
+    return [("tracepoints", sig.ok, "signal events present" if sig.ok else sig.detail)]
+
+
+def mount(sys_root: str) -> str:
+    """tracefs's path, mounted now if it was not (probe_rows said it can be)."""
+    root = features.tracefs_root(sys_root, mount=True)
+    if root is None:
+        raise KernelFeatureError(f"cannot mount tracefs at {sys_root}/kernel/tracing")
+    return root
 
 
 def remove_stale(tracefs: str, proc_root: str = "/proc") -> list[str]:
@@ -157,3 +176,14 @@ class Instance:
             pass
         except OSError as exc:
             raise BackendError(f"cannot remove {self.path}: {exc.strerror}") from None
+
+
+def format_fields(root: str, category: str, name: str) -> set[str] | None:
+    """The field names of a tracepoint's format under a tracefs root or instance (None: no
+    such tracepoint)."""
+    try:
+        with open(os.path.join(root, "events", category, name, "format")) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return set(re.findall(r"field:[^;]*?\b(\w+)(?:\[\d*\])?;", text))

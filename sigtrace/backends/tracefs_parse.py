@@ -32,39 +32,28 @@ _SYS_ENTER = re.compile(r"^sys_(?P<name>\w+)\((?P<args>.*)\)$")
 _SYS_EXIT = re.compile(r"^sys_(?P<name>\w+) -> (?P<ret>0x[0-9a-f]+|-?\d+)$")
 _LOST = re.compile(r"^CPU:(?P<cpu>\d+) \[LOST (?P<count>\d+) EVENTS\]$")
 
-_I = r"(-?\d+)"
-_BODIES: dict[str, tuple[re.Pattern[str], tuple[tuple[str, str], ...]]] = {
-    "signal_generate": (
-        re.compile(rf"^sig={_I} errno={_I} code={_I} comm=(.*) pid={_I} grp={_I} res={_I}$", re.S),
-        (
-            ("sig", "int"),
-            ("errno", "int"),
-            ("code", "int"),
-            ("comm", "str"),
-            ("pid", "int"),
-            ("group", "int"),
-            ("result", "int"),
-        ),
+_I = r"-?\d+"
+# Each field's value is named by its pattern group; _KINDS says how to read it (else: int).
+_BODIES: dict[str, re.Pattern[str]] = {
+    "signal_generate": re.compile(
+        rf"^sig=(?P<sig>{_I}) errno=(?P<errno>{_I}) code=(?P<code>{_I}) comm=(?P<comm>.*) "
+        rf"pid=(?P<pid>{_I}) grp=(?P<group>{_I}) res=(?P<result>{_I})$",
+        re.S,
     ),
-    "signal_deliver": (
-        re.compile(rf"^sig={_I} errno={_I} code={_I} sa_handler=([0-9a-f]+) sa_flags=([0-9a-f]+)$"),
-        (
-            ("sig", "int"),
-            ("errno", "int"),
-            ("code", "int"),
-            ("sa_handler", "hex"),
-            ("sa_flags", "hex"),
-        ),
+    "signal_deliver": re.compile(
+        rf"^sig=(?P<sig>{_I}) errno=(?P<errno>{_I}) code=(?P<code>{_I}) "
+        r"sa_handler=(?P<sa_handler>[0-9a-f]+) sa_flags=(?P<sa_flags>[0-9a-f]+)$"
     ),
-    "sched_process_exit": (
-        re.compile(rf"^comm=(.*) pid={_I} prio={_I}(?: group_dead=(true|false))?$", re.S),
-        (("comm", "str"), ("pid", "int"), ("prio", "int"), ("group_dead", "bool")),
+    "sched_process_exit": re.compile(
+        rf"^comm=(?P<comm>.*) pid=(?P<pid>{_I}) prio=(?P<prio>{_I})"
+        r"(?: group_dead=(?P<group_dead>true|false))?$",
+        re.S,
     ),
-    "mark_victim": (
-        re.compile(rf"^pid={_I} comm=(.*?)(?: total-vm=.*? uid=(\d+) .*)?$", re.S),
-        (("pid", "int"), ("comm", "str"), ("uid", "int")),
+    "mark_victim": re.compile(
+        rf"^pid=(?P<pid>{_I}) comm=(?P<comm>.*?)(?: total-vm=.*? uid=(?P<uid>\d+) .*)?$", re.S
     ),
 }
+_KINDS = {"comm": "str", "sa_handler": "hex", "sa_flags": "hex", "group_dead": "bool"}
 _MASK64 = (1 << 64) - 1
 
 
@@ -95,7 +84,7 @@ def _syscall_args(text: str) -> dict[str, int] | None:
         if not sep:
             return None
         try:
-            out[name] = int(value[2:], 16) if value.startswith("0x") else int(value)
+            out[name] = int(value, 0)  # base from the prefix
         except ValueError:
             return None
     return out
@@ -121,9 +110,7 @@ def parse_line(line: str) -> Parsed | None:
     }
     rest = m["rest"]
     if sc := _SYS_EXIT.match(rest):
-        ret = sc["ret"]
-        value = int(ret[2:], 16) if ret.startswith("0x") else int(ret)
-        out.update(event="sys_exit", syscall=sc["name"], ret=_signed64(value))
+        out.update(event="sys_exit", syscall=sc["name"], ret=_signed64(int(sc["ret"], 0)))
         return out
     if sc := _SYS_ENTER.match(rest):
         args = _syscall_args(sc["args"])
@@ -134,13 +121,12 @@ def parse_line(line: str) -> Parsed | None:
     ev = _EVENT.match(rest)
     if ev is None or ev["event"] not in _BODIES:
         return None
-    pattern, fields = _BODIES[ev["event"]]
-    body = pattern.match(ev["body"])
+    body = _BODIES[ev["event"]].match(ev["body"])
     if body is None:
         return None
     out["event"] = ev["event"]
-    for (name, kind), text in zip(fields, body.groups(), strict=True):
-        out[name] = _value(kind, text)
+    for name, text in body.groupdict().items():
+        out[name] = _value(_KINDS.get(name, "int"), text)
     return out
 
 

@@ -62,7 +62,7 @@ _CURRENT: dict[type, str] = {
 SavedNames = Callable[[set[int]], dict[int, tuple[str | None, int]]]
 
 
-class TraceLineTranslator:
+class TraceLineTranslator(AssistedRecords):
     """Parsed trace_pipe lines in, events for AssistedRecords, wire records out."""
 
     def __init__(
@@ -72,11 +72,8 @@ class TraceLineTranslator:
         filters: Filters,
         saved_names: SavedNames = lambda tids: {},
     ) -> None:
-        self.records = AssistedRecords(facts, wanted, filters)
-        self.facts = facts
+        super().__init__(facts, wanted, filters)
         self.saved_names = saved_names  # ftrace's pid → comm/tgid caches, read again now
-        self.wanted = wanted
-        self.filters = filters
         self.seq = 0
         self.inflight: dict[int, Call] = {}
         # tid whose thread group died → (its comm, when): sched_process_exit, which comes
@@ -154,7 +151,7 @@ class TraceLineTranslator:
             target = unknown_task(None, ttid, p["comm"])
         c = call or _NO_CALL
         fanout = call is not None and is_fanout_request(c.nr, c.req_pid, c.sys_flags)
-        rec = self.records.signal(
+        rec = self.signal(
             Sent(
                 ts_ns=p["ts_ns"],
                 cpu=p["cpu"],
@@ -193,7 +190,7 @@ class TraceLineTranslator:
         tid = p["common_pid"]
         task, read, _ = self._task(tid, p["common_tgid"], p["common_comm"])
         e = Delivered(p["ts_ns"], p["cpu"], p["sig"], p["code"], p["sa_handler"], task, read)
-        rec = self.records.delivery(e)
+        rec = self.delivery(e)
         if rec is None:
             return []
         bounded_set(self.tracked, task.pid if task.pid is not None else tid, True)
@@ -231,7 +228,7 @@ class TraceLineTranslator:
         if news is False:
             return []
         sender, read, _ = self._task(p["common_pid"], p["common_tgid"], p["common_comm"])
-        rec = self.records.syscall(
+        rec = self.syscall(
             wire.Syscall(
                 p["ts_ns"], p["cpu"], call.seq, ret, call.nr, call.sig, call.req_pid,
                 call.req_tid, call.count, call.sys_flags, sender,
@@ -257,7 +254,7 @@ class TraceLineTranslator:
         out: list[wire.Record] = []
         for rec in records:
             if isinstance(rec, wire.Generate) and rec.target.pid is None:
-                tgid = self.tgid_of.get(rec.target.tid)
+                tgid = self.tgid_of.get(rec.target.tid) if rec.target.tid is not None else None
                 if tgid is not None:
                     rec = rec._replace(target=rec.target._replace(pid=tgid))
             out.append(rec)
@@ -308,10 +305,4 @@ class TraceLineTranslator:
             task = unknown_task(e.tgid, e.tid, comm)
         tracked = self.tracked.pop(e.tgid, False)
         oom = self.oom_victims.pop(e.tgid, False)
-        caught = self.facts.caught(e.tgid)
-        self.facts.forget(e.tid)
-        self.facts.forget(e.tgid)
-        rec = self.records.exit(
-            ts_ns, e.cpu, e.exit_code, task, oom=oom, took_part=tracked, caught=caught
-        )
-        return [rec] if rec is not None else []
+        return self.exit(ts_ns, e.cpu, e, task, oom=oom, took_part=tracked)

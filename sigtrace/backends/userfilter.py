@@ -38,7 +38,7 @@ class Filters:
 def call_is_news(emitted: int, fanout: bool, count: int, ret: int) -> bool | None:
     """Whether a finished kill-family call gets its own record: True, False, or None for
     "if its sender (or the pid it named) is traced" (Filters.call_traced). The rule of
-    syscall_exit() in bpf/sigtrace.bpf.c and sys_exit() in bcc_program.c."""
+    call_news() in bpf/sigtrace_rules.h, which both BPF programs share."""
     # A single-target call's signal carried everything already; only a fan-out's count
     # and a failure are news (that halves the records of a kill() storm).
     if emitted > 0:

@@ -5,7 +5,7 @@ name in every record, a graceful SIGTERM.
 A failing output (disk full, I/O error, stdout's reader gone) does not stop it: it logs the
 failure once, counts the records it cannot write (`sigtrace_output_errors_total`), tries
 again with the next ones, and once writing works it writes a `lost` record (`reason:
-"output"`) with the count (sigtrace.output.loss)."""
+"output"`) with the count (sigtrace.output_loss)."""
 
 from __future__ import annotations
 
@@ -109,8 +109,8 @@ def daemon(
 ) -> None:
     """Trace host-wide until SIGTERM/SIGINT, writing JSONL for log pipelines."""
     from sigtrace.output.jsonl import JsonlWriter
-    from sigtrace.output.loss import OutputLossReport
     from sigtrace.output.sink import LineSink, stdout_sink
+    from sigtrace.output_loss import OutputLossReport
     from sigtrace.runner import build_session
 
     log = Log("sigtrace daemon", log_format, log_level)

@@ -6,7 +6,7 @@ the first one cannot (3 privileges, 4 a kernel feature, 5 a library), after the 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TextIO, TypedDict
 
 import click
 
@@ -26,42 +26,75 @@ TRACEPOINTS = (
 )
 
 
-def collect(config: TraceConfig) -> dict:
-    out: dict = {
-        "schema": SCHEMA,
-        "type": "doctor",
-        "time": Clock().now_iso(),
-        "kernel": features.kernel_release(),
-        "backends": {},
+class Check(TypedDict):
+    check: str
+    ok: bool
+    detail: str
+
+
+class RuntimeRow(TypedDict):
+    runtime: str
+    state: str
+    detail: str
+
+
+class AutoChoice(TypedDict):
+    backend: str | None  # None: no backend can run; exit_code says why
+    why: str
+    exit_code: int
+
+
+class DoctorRecord(TypedDict):
+    schema: str
+    type: str
+    time: str
+    kernel: str
+    backends: dict[str, list[Check]]
+    tracepoints: dict[str, bool]
+    runtimes: list[RuntimeRow]
+    auto: AutoChoice
+
+
+def collect(config: TraceConfig) -> DoctorRecord:
+    now = Clock().now_iso()
+    kernel = features.kernel_release()
+    backends = {
+        name: [Check(check=what, ok=ok, detail=detail) for what, ok, detail in cls.probe(config)]
+        for name, cls in registry().items()
     }
-    for name, cls in registry().items():
-        out["backends"][name] = [
-            {"check": what, "ok": ok, "detail": detail} for what, ok, detail in cls.probe(config)
-        ]
-    out["tracepoints"] = {
+    tracepoints = {
         f"{cat}:{name}": features.tracepoint(cat, name, config.sys_root).ok
         for cat, name in TRACEPOINTS
     }
-    out["runtimes"] = _runtimes()
+    runtimes = _runtimes()
     try:
         cls, why = select("auto", config)
-        out["auto"] = {"backend": cls.name, "why": why, "exit_code": 0}
+        auto = AutoChoice(backend=cls.name, why=why, exit_code=0)
     except SigtraceError as exc:
-        out["auto"] = {"backend": None, "why": exc.message, "exit_code": exc.code}
-    return out
+        auto = AutoChoice(backend=None, why=exc.message, exit_code=exc.code)
+    return DoctorRecord(
+        schema=SCHEMA,
+        type="doctor",
+        time=now,
+        kernel=kernel,
+        backends=backends,
+        tracepoints=tracepoints,
+        runtimes=runtimes,
+        auto=auto,
+    )
 
 
-def _runtimes() -> list[dict]:
+def _runtimes() -> list[RuntimeRow]:
     """Which container runtimes are here, and whether they answer (names come from them)."""
     from sigtrace.enrich import default_cache
 
     return [
-        {"runtime": r.runtime, "state": r.state, "detail": r.detail.removeprefix(f"{r.runtime}: ")}
+        RuntimeRow(runtime=r.runtime, state=r.state, detail=r.detail.removeprefix(f"{r.runtime}: "))
         for r in default_cache().list_all().runtimes
     ]
 
 
-def report(info: dict, fmt: str, stream: TextIO) -> None:
+def report(info: DoctorRecord, fmt: str, stream: TextIO) -> None:
     if fmt == "jsonl":
         JsonlWriter(stream).write(info)
         return

@@ -1,16 +1,16 @@
 """`sigtrace explain`: what a stop of this container will do, before anyone sends anything.
 
-The edge: the runtime names the container (its PID 1 and STOPSIGNAL), /proc gives the tree
-below PID 1 and each process's dispositions; sigtrace/predict.py decides. Exit code 0 when a
-graceful stop is expected, 10 when not, 12 when the prediction is not sure enough either way
-(what decides it cannot be seen in /proc), so that a CI pipeline can gate on it.
+The runtime names the container (its PID 1 and STOPSIGNAL), sigtrace/proctree.py reads the
+tree below PID 1 and each process's dispositions from /proc, sigtrace/predict.py decides.
+Exit code 0 when a graceful stop is expected, 10 when not, 12 when the prediction is not sure
+enough either way (what decides it cannot be seen in /proc), so that a CI pipeline can gate
+on it. This module only wires the options to those functions and writes the records.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -27,84 +27,15 @@ from sigtrace.predict import (
     predict,
 )
 from sigtrace.procfs import Procfs
+from sigtrace.proctree import read_proc
 from sigtrace.timefmt import Clock
 
-MAX_DEPTH = 6
-MAX_PROCS = 256
+if TYPE_CHECKING:
+    from sigtrace.containers.records import RuntimeContainer
+    from sigtrace.enrich import ContainerObject
 
 
-def _mask_has(status: dict[str, str], key: str, signo: int) -> bool:
-    try:
-        return bool(int(status.get(key, "0"), 16) >> (signo - 1) & 1)
-    except ValueError:
-        return False
-
-
-def _ns_pid(status: dict[str, str]) -> int | None:
-    last = status.get("NSpid", "").split()[-1:]
-    return int(last[0]) if last and last[0].isdigit() else None
-
-
-def _child_pids(procfs: Procfs, pid: int) -> list[int]:
-    """From /proc/<pid>/task/*/children (CONFIG_PROC_CHILDREN), else by scanning PPid."""
-    task_dir = os.path.join(procfs.root, str(pid), "task")
-    try:
-        tids = os.listdir(task_dir)
-    except OSError:
-        return []
-    found: list[int] = []
-    have_file = False
-    for tid in tids:
-        raw = procfs.read(pid, f"task/{tid}/children")
-        if raw is not None:
-            have_file = True
-            found += [int(w) for w in raw.split() if w.isdigit()]
-    if have_file:
-        return sorted(set(found))
-    return _scan_children(procfs, pid)
-
-
-def _scan_children(procfs: Procfs, pid: int) -> list[int]:
-    out = []
-    for name in os.listdir(procfs.root):
-        if name.isdigit() and (st := procfs.status(int(name))) and st.get("PPid") == str(pid):
-            out.append(int(name))
-    return sorted(out)
-
-
-def read_proc(
-    procfs: Procfs, pid: int, signo: int, depth: int = 0, budget: list[int] | None = None
-) -> Proc:
-    """One process and the tree below it, as the predictor sees them."""
-    budget = budget if budget is not None else [MAX_PROCS]
-    budget[0] -= 1
-    status = procfs.status(pid)
-    if status is None:
-        raise ContainerNotFound(f"process {pid} is gone")
-    wchan = (procfs.read(pid, "wchan") or b"").decode("ascii", "replace")
-    kids: list[Proc] = []
-    if depth < MAX_DEPTH:
-        for child in _child_pids(procfs, pid):
-            if budget[0] <= 0:
-                break
-            try:
-                kids.append(read_proc(procfs, child, signo, depth + 1, budget))
-            except ContainerNotFound:
-                continue  # exited while we looked
-    return Proc(
-        pid=pid,
-        comm=status.get("Name", "?"),
-        ns_pid=_ns_pid(status),
-        cmdline=procfs.cmdline(pid),
-        caught=_mask_has(status, "SigCgt", signo),
-        ignored=_mask_has(status, "SigIgn", signo),
-        blocked=_mask_has(status, "SigBlk", signo),
-        sigwait="sigtimedwait" in wchan,
-        children=tuple(kids),
-    )
-
-
-def _proc_row(p: Proc, depth: int) -> dict:
+def _proc_row(p: Proc, depth: int) -> dict[str, Any]:
     return {
         "pid": p.pid,
         "ns_pid": p.ns_pid,
@@ -115,7 +46,9 @@ def _proc_row(p: Proc, depth: int) -> dict:
     }
 
 
-def explain_record(container: dict, snap: Snapshot, pred: Prediction, now: str) -> dict:
+def explain_record(
+    container: ContainerObject, snap: Snapshot, pred: Prediction, now: str
+) -> dict[str, Any]:
     p1 = snap.pid1
     return {
         "schema": SCHEMA,
@@ -133,7 +66,7 @@ def explain_record(container: dict, snap: Snapshot, pred: Prediction, now: str) 
     }
 
 
-def render_text(rec: dict) -> str:
+def render_text(rec: dict[str, Any]) -> str:
     c = rec["container"]
     name = printable(c.get("name") or c["id"][:12])
     image = f", {printable(c['image'])}" if c.get("image") else ""
@@ -153,7 +86,7 @@ def render_text(rec: dict) -> str:
     return "\n".join(lines)
 
 
-def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list:
+def _targets(containers: tuple[str, ...], pods: tuple[str, ...]) -> list[RuntimeContainer]:
     from sigtrace.containers.select import check_container, parse_pod
     from sigtrace.enrich import default_cache
 

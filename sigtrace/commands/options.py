@@ -7,6 +7,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,12 +20,21 @@ BACKENDS = ["auto", "core", "bcc", "tracefs", "ptrace"]
 MAX_PID = (1 << 22) - 1
 
 
-class Seconds(click.ParamType):
+F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:  # click >= 8.4 types ParamType by its value; older clicks (>= 8.1) cannot
+    _FloatParam = click.ParamType[float]  # subscript it at run time
+else:
+    _FloatParam = click.ParamType
+
+
+class Seconds(_FloatParam):
     """A positive, finite number of seconds (`nan` and `inf` are floats too, but no duration)."""
 
     name = "seconds"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         try:
             seconds = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -34,7 +44,7 @@ class Seconds(click.ParamType):
         return seconds
 
 
-def trace_options(fn: Callable) -> Callable:
+def trace_options(fn: F) -> F:
     decorators = [
         click.option(
             "--pid",

@@ -10,6 +10,9 @@ not known either: the stop signal is SIGTERM.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import click
 
 from sigtrace import wire
@@ -24,7 +27,7 @@ from sigtrace.timefmt import Clock
 HOST_PIDNS = 0xEFFFFFFC  # PROC_PID_INIT_INO: the initial pid namespace's inode number
 
 
-def describe_offline(task: wire.Task, role: str) -> dict:
+def describe_offline(task: wire.Task, role: str) -> dict[str, Any]:
     """A process object from the record alone; its pid namespace stands for its container."""
     out = basic_process(task, role)
     inum = task.pidns_inum
@@ -36,13 +39,15 @@ def describe_offline(task: wire.Task, role: str) -> dict:
     return out
 
 
-def replay_records(offset_ns: int, records, stories: bool = True) -> list[dict]:
+def replay_records(
+    offset_ns: int, records: Iterable[bytes], stories: bool = True
+) -> list[dict[str, Any]]:
     """Names come from the records alone: /proc at replay time says nothing about then."""
     corr = Correlator(Clock(offset_ns).iso, describe_offline if stories else basic_process)
     tracker = StoryTracker() if stories else None
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
 
-    def emit(recs: list[dict]) -> None:
+    def emit(recs: list[dict[str, Any]]) -> None:
         for rec in recs:
             out.append(rec)
             if tracker is not None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sigtrace.procfs import CgroupPaths, parse_cgroup
+
 _ID = r"[0-9a-f]{64}"
 _CONTAINER = re.compile(rf"^(?P<prefix>[a-z][a-z-]*-)?(?P<id>{_ID})(?:\.scope)?$")
 _PREFIX_RUNTIME = {
@@ -37,7 +39,6 @@ _QOS_NAMES = ("burstable", "besteffort")
 
 # A v1 path is read when the v2 one names no container; these controllers first.
 _V1_PREFERRED = ("name=systemd", "pids", "memory")
-_DELETED = " (deleted)"
 
 
 @dataclass(frozen=True)
@@ -56,22 +57,14 @@ class CgroupInfo:
 
 
 def parse_proc_cgroup(text: str) -> CgroupInfo:
-    """Parse /proc/<pid>/cgroup (v1, v2 or hybrid). Malformed lines are skipped."""
-    v2_path: str | None = None
-    v1_paths: dict[str, str] = {}
-    for line in text.splitlines():
-        hierarchy, _, rest = line.partition(":")
-        controllers, sep, path = rest.partition(":")
-        if not sep or not hierarchy.isdigit() or not path.startswith("/"):
-            continue
-        path = path.removesuffix(_DELETED)  # a removed cgroup still names the container
-        if hierarchy == "0" and not controllers:
-            v2_path = path
-            continue
-        for controller in controllers.split(","):
-            if controller:
-                v1_paths[controller] = path
-    return CgroupInfo(v2_path, v1_paths, _pick_container(v2_path, v1_paths))
+    """Parse /proc/<pid>/cgroup (v1, v2 or hybrid), and name its container. Pure."""
+    paths = parse_cgroup(text)
+    return CgroupInfo(paths.v2_path, paths.v1_paths, container_of(paths))
+
+
+def container_of(paths: CgroupPaths) -> ContainerRef | None:
+    """The container a process's cgroup paths name: the v2 path's, else a v1 controller's."""
+    return _pick_container(paths.v2_path, paths.v1_paths)
 
 
 def _pick_container(v2_path: str | None, v1_paths: dict[str, str]) -> ContainerRef | None:

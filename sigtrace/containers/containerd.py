@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 from sigtrace.containers.records import (
     CRI_POD_KEYS,
@@ -31,7 +32,7 @@ NERDCTL_NAME = "nerdctl/name"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 
 
-def container_from_bundle(cid: str, spec: dict, pid: int = 0) -> RuntimeContainer:
+def container_from_bundle(cid: str, spec: Mapping[str, object], pid: int = 0) -> RuntimeContainer:
     """From a bundle's OCI config.json (its annotations) and its init.pid."""
     annotations = str_map(spec.get("annotations"))
     sandbox = annotations.get(CONTAINER_TYPE) == "sandbox"

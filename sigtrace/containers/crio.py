@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Mapping
 
 from sigtrace.containers.records import (
     RuntimeContainer,
@@ -40,7 +41,9 @@ _ID = re.compile(r"^[0-9a-f]{64}$")  # storage ids; never a path outside the roo
 _INDEX = "containers.json"
 
 
-def container_from_crio_config(cid: str, spec: dict, pid: int = 0) -> RuntimeContainer:
+def container_from_crio_config(
+    cid: str, spec: Mapping[str, object], pid: int = 0
+) -> RuntimeContainer:
     """From a container's userdata/config.json (its annotations) and its pidfile."""
     annotations = str_map(spec.get("annotations"))
     sandbox = annotations.get(CONTAINER_TYPE) == "sandbox"

@@ -14,11 +14,13 @@ import os
 import re
 import socket
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from sigtrace.containers.records import (
     MAX_JSON_BYTES,
     RuntimeContainer,
+    json_object,
     load_json_object,
     pod_from_labels,
     str_map,
@@ -62,10 +64,10 @@ def _http() -> tuple[Any, type[Exception]]:
     return UnixHTTPConnection, http.client.HTTPException
 
 
-def container_from_inspect(doc: dict) -> RuntimeContainer:
+def container_from_inspect(doc: Mapping[str, object]) -> RuntimeContainer:
     """From `GET /containers/<id>/json` or an on-disk config.v2.json (same shape, `ID` on disk)."""
-    config = doc["Config"] if isinstance(doc.get("Config"), dict) else {}
-    state = doc["State"] if isinstance(doc.get("State"), dict) else {}
+    config = json_object(doc.get("Config"))
+    state = json_object(doc.get("State"))
     labels = str_map(config.get("Labels"))
     pid = state.get("Pid")
     running = state.get("Running", True) is True
@@ -82,7 +84,7 @@ def container_from_inspect(doc: dict) -> RuntimeContainer:
     )
 
 
-def container_from_summary(doc: dict) -> RuntimeContainer:
+def container_from_summary(doc: Mapping[str, object]) -> RuntimeContainer:
     """From one entry of `GET /containers/json` (no pid, no stop signal there)."""
     names = doc.get("Names")
     labels = str_map(doc.get("Labels"))

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import os
 
-from sigtrace.containers.cgroup_path import parse_proc_cgroup
 from sigtrace.procfs import Procfs
 
 
 def counter_file(procfs: Procfs, sys_root: str, pid: int) -> str | None:
     """The file holding `oom_kill` for pid's memory cgroup, or None (gone, no memory cgroup)."""
-    raw = procfs.read(pid, "cgroup")
-    if raw is None:
+    info = procfs.cgroup(pid)
+    if info is None:
         return None
-    info = parse_proc_cgroup(raw.decode("utf-8", "replace"))
     base = os.path.join(sys_root, "fs/cgroup")
     v1 = info.v1_paths.get("memory")
     if v1 is not None:

@@ -69,6 +69,11 @@ def str_map(value: object) -> dict[str, str]:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def json_object(value: object) -> Mapping[str, object]:
+    """A JSON object as it is; anything else → {}."""
+    return value if isinstance(value, dict) else {}
+
+
 def str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -97,12 +102,13 @@ def load_json(path: str) -> object | None:
     if raw is None or len(raw) > MAX_JSON_BYTES:
         return None
     try:
-        return json.loads(raw)
+        doc: object = json.loads(raw)
+        return doc
     except ValueError:  # also UnicodeDecodeError
         return None
 
 
-def load_json_object(path: str) -> dict | None:
+def load_json_object(path: str) -> dict[str, object] | None:
     """The JSON object in `path`; None if missing, unreadable, too big or not an object."""
     doc = load_json(path)
     return doc if isinstance(doc, dict) else None

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from sigtrace.containers.cache import ContainerCache
 from sigtrace.containers.cgroup_ids import CgroupIds, Hierarchy
-from sigtrace.containers.cgroup_path import parse_proc_cgroup
 from sigtrace.containers.records import RuntimeContainer
 from sigtrace.errors import ContainerNotFound, RuntimeUnavailable, UsageError
 from sigtrace.procfs import Procfs
@@ -142,10 +141,9 @@ class ContainerSelector:
                 self.ids |= ids
 
     def cgroup_ids_of(self, pid: int) -> set[int]:
-        raw = self.procfs.read(pid, "cgroup")
-        if not raw:
+        info = self.procfs.cgroup(pid)
+        if info is None:
             return set()
-        info = parse_proc_cgroup(raw.decode("utf-8", "backslashreplace"))
         out = set()
         paths: tuple[tuple[str | None, Hierarchy], ...] = (
             (info.v2_path, "v2"),
@@ -155,9 +153,3 @@ class ContainerSelector:
             if path and path != "/" and (i := self.cgroups.id_of(path, hierarchy)) is not None:
                 out.add(i)
         return out
-
-    def describe(self) -> list[dict]:
-        return [
-            {"kind": s.kind, "query": s.query, "matched": sorted(s.matched)}
-            for s in self.selections
-        ]

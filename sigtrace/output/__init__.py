@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 
 class Stream(Protocol):
@@ -14,7 +15,7 @@ class Stream(Protocol):
 
 
 class Writer(Protocol):
-    def write(self, rec: dict) -> None: ...
+    def write(self, rec: Mapping[str, Any]) -> None: ...
     def flush(self) -> None: ...
 
 

@@ -4,7 +4,8 @@ was read (sigtrace.escape), so no raw control or escape character reaches the lo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -17,10 +18,10 @@ class JsonlWriter:
         self.records = 0
         self._put_bytes: Callable[[bytes], object] | None = getattr(stream, "write_bytes", None)
 
-    def encode(self, rec: dict) -> str:
+    def encode(self, rec: Mapping[str, Any]) -> str:
         return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE).decode()
 
-    def write(self, rec: dict) -> None:
+    def write(self, rec: Mapping[str, Any]) -> None:
         # One whole line per call: the sink writes whole lines only (sigtrace.output.sink).
         if self._put_bytes is not None:  # a LineSink: no decoding to encode again
             self._put_bytes(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))

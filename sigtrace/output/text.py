@@ -3,6 +3,9 @@ without NO_COLOR)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sigtrace import verdicts
 from sigtrace.escape import printable
 from sigtrace.kubegrace import budget_text
@@ -22,7 +25,7 @@ _COLORS = {
 _RESET = "\033[0m"
 
 
-def _proc(p: dict | None) -> str:
+def _proc(p: Mapping[str, Any] | None) -> str:
     if not p:
         return "?"
     if p.get("pid") is None:
@@ -46,7 +49,7 @@ class TextWriter:
             return text
         return f"{_COLORS[key]}{text}{_RESET}"
 
-    def line(self, rec: dict) -> str | None:
+    def line(self, rec: Mapping[str, Any]) -> str | None:
         t = rec["time"][11:26]
         kind = rec["type"]
         if kind == "signal":
@@ -82,7 +85,7 @@ class TextWriter:
             return f"stopped: {sum(rec['records'].values())} records, {rec['lost']} lost"
         return None
 
-    def _story(self, rec: dict) -> str:
+    def _story(self, rec: Mapping[str, Any]) -> str:
         """A termination story: what happened, from the stop signal on, then the fix."""
         c = rec.get("container") or {}
         cid = c.get("id") or "?"
@@ -113,7 +116,7 @@ class TextWriter:
             lines.append(f"  note: {printable(rec['caveat'])}")
         return "\n".join(lines)
 
-    def write(self, rec: dict) -> None:
+    def write(self, rec: Mapping[str, Any]) -> None:
         text = self.line(rec)
         if text is not None:
             self.stream.write(text + "\n")

@@ -12,7 +12,7 @@ import pytest
 from tests.tracing import Tracer, exits, run_sigtrace, wait_for
 
 if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import CtrContainer, Pod
+    from tests.containerd.conftest import CtrContainer, Pod
 
 pytestmark = pytest.mark.containerd
 

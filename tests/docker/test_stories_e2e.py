@@ -30,7 +30,7 @@ import pytest
 from tests.tracing import check_schema, sigtrace_cmd
 
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
-    from conftest import Container, ContainerFactory
+    from tests.docker.conftest import Container, ContainerFactory
 
 pytestmark = pytest.mark.docker
 

@@ -15,25 +15,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sigtrace_root_helpers import (
-    ME,
-    NOBODY,
-    REPO,
-    Agents,
-    delivers,
-    exits,
-    one,
-    pidns_init,
-    signals,
-)
-
 from sigtrace.backends.bcc import BccBackend, locate_bcc
 from sigtrace.config import TraceConfig
+from tests.root.helpers import ME, NOBODY, pidns_init
+from tests.tracing import REPO, delivers, exits, one, signals
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Record, StartTracer
-
-    from tests.tracing import Tracer
+    from tests.root.helpers import Agents, StartTracer
+    from tests.tracing import Record, Tracer
 
 BCC = ["--backend", "bcc", "--syscalls"]  # fan-outs, failed calls: all it can see
 

@@ -19,26 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import (
-    ME,
-    NOBODY,
-    REPO,
-    SIGRTMIN_2,
-    Agents,
-    delivers,
-    end_three_ways,
-    exits,
-    one,
-    parse_lines,
-    signals,
-    sigtrace_cmd,
-    wait_for,
-)
 
 from sigtrace.backends import registry
+from tests.root.helpers import ME, NOBODY, SIGRTMIN_2, end_three_ways
+from tests.tracing import REPO, delivers, exits, one, parse_lines, signals, sigtrace_cmd, wait_for
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Record, StartTracer
+    from tests.root.helpers import Agents, StartTracer
+    from tests.tracing import Record
 
 BACKENDS = ["core", "tracefs", "ptrace"] + (["bcc"] if "bcc" in registry() else [])
 TRACEFS = Path("/sys/kernel/tracing")

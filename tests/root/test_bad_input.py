@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sigtrace_root_helpers import NOBODY, REPO, sigtrace_cmd
 
 from sigtrace import wire
 from sigtrace.errors import ReaderGone, SigtraceError
+from tests.root.helpers import NOBODY
+from tests.tracing import REPO, sigtrace_cmd
 
 STREAMS = REPO / "tests/data/streams"
 CASE_TIMEOUT_S = 20  # a hang is a failure, not a stuck suite

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sigtrace_root_helpers import NOBODY
 
+from tests.root.helpers import NOBODY
 from tests.tracing import run_sigtrace as run
 
 

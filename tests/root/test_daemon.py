@@ -10,11 +10,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import Agents, Record, Tracer, flood, parse_lines, wait_for
 
-from tests.tracing import by_labels, scrape_metrics
+from tests.root.helpers import flood
+from tests.tracing import Record, Tracer, by_labels, parse_lines, scrape_metrics, wait_for
+
+if TYPE_CHECKING:
+    from tests.root.helpers import Agents
 
 NODE = "node-under-test"
 

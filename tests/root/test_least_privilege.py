@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sigtrace_root_helpers import REPO, parse_lines, sigtrace_cmd, wait_for
+
+from tests.tracing import REPO, parse_lines, sigtrace_cmd, wait_for
 
 MANIFEST = REPO / "packaging/kubernetes/sigtrace.yaml"
 VICTIM = ("python3", "-c", "import signal, time; signal.signal(15, lambda *_: None); "

@@ -9,10 +9,11 @@ import errno
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import Agents, one, signals
+
+from tests.tracing import one, signals
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import StartTracer
+    from tests.root.helpers import Agents, StartTracer
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-syscalls"]], ids=["default", "no-syscalls"])

@@ -20,12 +20,16 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import NOBODY, REPO, Agents, flood, parse_lines, sigtrace_cmd, wait_for
 
+from tests.root.helpers import NOBODY, flood
+from tests.tracing import REPO, parse_lines, scrape_metrics, sigtrace_cmd, wait_for
 from tests.tracing import run_sigtrace as run
-from tests.tracing import scrape_metrics
+
+if TYPE_CHECKING:
+    from tests.root.helpers import Agents
 
 ENOSPC = os.strerror(errno.ENOSPC)
 

@@ -16,24 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sigtrace_root_helpers import (
-    ME,
-    NOBODY,
-    SIGRTMIN_2,
-    Agents,
-    delivers,
-    end_three_ways,
-    exits,
-    flood,
-    one,
-    parse_lines,
-    pidns_init,
-    signals,
-    wait_for,
-)
+
+from tests.root.helpers import ME, NOBODY, SIGRTMIN_2, end_three_ways, flood, pidns_init
+from tests.tracing import delivers, exits, one, parse_lines, signals, wait_for
 
 if TYPE_CHECKING:
-    from sigtrace_root_helpers import Record, StartTracer
+    from tests.root.helpers import Agents, StartTracer
+    from tests.tracing import Record
 
 
 def assert_counts_match(records: list[Record]) -> None:

@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from sigtrace_root_helpers import one, signals, wait_for
-
 from sigtrace.procfs import CMDLINE_MAX, CUT_MARK
-from tests.tracing import Tracer
+from tests.tracing import Tracer, one, signals, wait_for
 
 COMM = b"\x1b[2Jev\nil\xff"  # 11 bytes: within the kernel's 15 for a task name
 ARGS = [b"\x1b[31mred\x1b[0m", b"line1\nline2", b"bad\xff\xfeutf8"]

@@ -7,10 +7,11 @@ BCC's kernel side records the current task's tgid, uid and comm itself, tracefs'
 
 from __future__ import annotations
 
-from test_tracefs_records import PIDS, RecordedFacts, RecordedProcfs
+from test_tracefs_records import PIDS, RecordedProcfs
 
 from sigtrace import wire
 from sigtrace.backends.bcc_records import BccTranslator, pack
+from sigtrace.backends.proctask import TaskFacts
 from sigtrace.backends.tracefs_parse import parse_line
 from sigtrace.backends.tracefs_records import TraceLineTranslator
 from sigtrace.backends.userfilter import Filters
@@ -55,8 +56,8 @@ def bcc_records(target: int, comm: str, sig: int, sa_handler: int, t: int, seq: 
 
 def both() -> tuple[list[wire.Record], list[wire.Record]]:
     wanted = frozenset({9, 15})
-    lines = TraceLineTranslator(RecordedFacts(RecordedProcfs("/x")), wanted, Filters())
-    bcc = BccTranslator(RecordedFacts(RecordedProcfs("/x")), wanted, Filters())
+    lines = TraceLineTranslator(TaskFacts(RecordedProcfs("/x")), wanted, Filters())
+    bcc = BccTranslator(TaskFacts(RecordedProcfs("/x")), wanted, Filters())
     from_lines: list[wire.Record] = []
     from_bcc: list[wire.Record] = []
     for i, scenario in enumerate(SCENARIOS):

@@ -21,7 +21,7 @@ EPERM = -1
 
 
 class RecordedProcfs(Procfs):
-    def read(self, pid: int, name: str) -> bytes | None:
+    def read(self, pid: int | str, name: str) -> bytes | None:
         entry = STATUS.get(str(pid))
         return entry["status"].encode() if entry and name == "status" else None
 

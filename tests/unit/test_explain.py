@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sigtrace.commands.explain import explain_record, read_proc, render_text
+from sigtrace.commands.explain import explain_record, render_text
 from sigtrace.predict import Proc, Snapshot, predict
 from sigtrace.procfs import Procfs
+from sigtrace.proctree import read_proc
 from tests.tracing import check_schema
 
 TERM = 15
@@ -122,7 +123,9 @@ def test_program_handler_over_workers_is_graceful_but_unsure() -> None:
 def fake_proc(root: Path, pid: int, name: str, ns: int, cmd: bytes, **kw: str) -> None:
     d = root / str(pid)
     (d / "task" / str(pid)).mkdir(parents=True)
-    status = {"Name": name, "NSpid": f"{pid}\t{ns}", "PPid": kw.pop("ppid", "0")}
+    status = {"Name": name, "State": "S (sleeping)", "Tgid": str(pid), "Pid": str(pid)}
+    status |= {"PPid": kw.pop("ppid", "0"), "Uid": "0\t0\t0\t0"}
+    status |= {"NStgid": f"{pid}\t{ns}", "NSpid": f"{pid}\t{ns}"}
     status |= {"SigBlk": "0", "SigIgn": "0", "SigCgt": "0", **kw}
     (d / "status").write_text("".join(f"{k}:\t{v}\n" for k, v in status.items()))
     (d / "cmdline").write_bytes(cmd)

@@ -17,7 +17,6 @@ from sigtrace.backends import bcc_records
 ROOT = Path(__file__).parents[2]
 HEADER = ROOT / "bpf" / "sigtrace.h"
 BCC_PROGRAM = ROOT / "sigtrace" / "backends" / "bcc_program.c"
-PACKAGED_HEADER = ROOT / "sigtrace" / "backends" / "sigtrace.h"  # what BCC compiles with
 
 _ENUM = re.compile(r"enum\s+(\w+)\s*\{(.*?)\};", re.S)
 _ENUMERATOR = re.compile(r"\b(\w+)\s*=\s*(\d+)")
@@ -102,8 +101,10 @@ def test_the_bcc_program_uses_the_headers_values_and_only_adds_its_own_flags() -
     assert track == {k: v for k, v in vars(bcc_records).items() if k.startswith("TRACK_")}
 
 
-def test_the_packaged_header_is_the_bpf_one() -> None:
-    assert PACKAGED_HEADER.read_bytes() == HEADER.read_bytes()
+@pytest.mark.parametrize("header", ["sigtrace.h", "sigtrace_rules.h"])
+def test_the_packaged_headers_are_the_bpf_ones(header: str) -> None:
+    packaged = ROOT / "sigtrace" / "backends" / header  # what BCC compiles with
+    assert packaged.read_bytes() == (ROOT / "bpf" / header).read_bytes()
 
 
 @pytest.mark.parametrize("name", sorted(wire.LAYOUTS))
@@ -114,4 +115,5 @@ def test_header_structs_are_wires_layouts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(bcc_records.BT_LAYOUTS))
 def test_bcc_program_structs_are_bt_layouts(name: str) -> None:
     constants = HEADER_CONSTANTS | BCC_CONSTANTS
-    assert c_structs(BCC_PROGRAM.read_text(), constants)[name] == bcc_records.BT_LAYOUTS[name]
+    text = HEADER.read_text() + BCC_PROGRAM.read_text()  # its records start with st_header
+    assert c_structs(text, constants)[name] == bcc_records.BT_LAYOUTS[name]

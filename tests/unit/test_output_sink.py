@@ -15,8 +15,8 @@ import pytest
 
 from sigtrace.correlate import Correlator
 from sigtrace.errors import OutputError, ReaderGone
-from sigtrace.output.loss import OutputLossReport
 from sigtrace.output.sink import LineSink
+from sigtrace.output_loss import OutputLossReport
 from sigtrace.timefmt import Clock
 
 LINE = '{"n": %d, "pad": "' + "x" * 280 + '"}\n'  # 300 bytes with n < 100

@@ -9,11 +9,10 @@ from sigtrace.backends.proctask import (
     Identity,
     SentState,
     TaskFacts,
-    parse_status,
     si_pid_seen_by,
     target_state_when_sent,
 )
-from sigtrace.procfs import Procfs
+from sigtrace.procfs import Procfs, parse_status
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tracefs"
 STATUS = json.loads((DATA / "scenarios.status.json").read_text())
@@ -105,12 +104,12 @@ def test_a_caught_signal_read_blocked_but_no_longer_pending_met_an_unknown_mask(
 
 
 class _Procfs(Procfs):
-    def __init__(self, status: dict[int, str]) -> None:
+    def __init__(self, texts: dict[int | str, str]) -> None:
         super().__init__("/nonexistent")
-        self.status = status
+        self.texts = texts
 
-    def read(self, pid: int, name: str) -> bytes | None:
-        text = self.status.get(pid)
+    def read(self, pid: int | str, name: str) -> bytes | None:
+        text = self.texts.get(pid)
         return text.encode() if text is not None and name == "status" else None
 
 
@@ -123,7 +122,7 @@ def test_the_handlers_last_read_while_a_process_lived_are_kept_for_its_exit() ->
     facts.status(pid)
     assert facts.caught(pid) == 0x4002
     # a zombie's SigCgt reads 0 (its sighand is gone): not a fact, the last one stays
-    procfs.status[pid] = re.sub(r"(?m)^SigCgt:.*$", "SigCgt:\t0", text.replace("\tS", "\tZ"))
+    procfs.texts[pid] = re.sub(r"(?m)^SigCgt:.*$", "SigCgt:\t0", text.replace("\tS", "\tZ"))
     facts.status(pid)
     assert facts.caught(pid) == 0x4002
     facts.forget(pid)

@@ -6,9 +6,9 @@ import signal
 
 from sigtrace import wire
 from sigtrace.backends import ptrace_stops as pt
-from sigtrace.backends.proctask import parse_status
 from sigtrace.backends.ptrace_records import delivery_records
 from sigtrace.correlate import Correlator
+from sigtrace.procfs import parse_status
 
 
 def test_decode_status() -> None:

@@ -28,20 +28,18 @@ Rec = dict
 
 
 class RecordedProcfs(Procfs):
-    def read(self, pid: int, name: str) -> bytes | None:
+    def read(self, pid: int | str, name: str) -> bytes | None:
         entry = STATUS.get(str(pid))
         return entry["status"].encode() if entry and name == "status" else None
 
-
-class RecordedFacts(TaskFacts):
-    def _pidns_inum(self, tid: int) -> int:
-        entry = STATUS.get(str(tid))
+    def pidns_inum(self, pid: int | str) -> int:
+        entry = STATUS.get(str(pid))
         return int(entry["pidns"].rpartition("[")[2].rstrip("]")) if entry else 0
 
 
 def replay(filters: Filters | None = None, wanted: frozenset[int] = frozenset({9, 15})) -> list:
     builder = TraceLineTranslator(
-        RecordedFacts(RecordedProcfs("/nonexistent")), wanted, filters or Filters()
+        TaskFacts(RecordedProcfs("/nonexistent")), wanted, filters or Filters()
     )
     records: list[wire.Record] = []
     for line in (DATA / "scenarios.trace").read_text().splitlines():
@@ -167,7 +165,7 @@ def failed_kill(task: str, *after: str, saved: SavedNames = lambda tids: {}) -> 
     """kill(1, SIGTERM) failing with EPERM, traced as `task` (`comm-pid (tgid)`, as ftrace
     prints it from its caches), then `after` (lines of the same batch)."""
     builder = TraceLineTranslator(
-        RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters(), saved
+        TaskFacts(RecordedProcfs("/nonexistent")), frozenset({15}), Filters(), saved
     )
     recs: list[wire.Record] = []
     for rest in ("sys_kill(pid: 0x1, sig: 0xf)", "sys_kill -> 0xffffffffffffffff", *after):
@@ -254,7 +252,7 @@ def test_what_was_not_read_is_null_not_false(out: list[Rec]) -> None:
         "errno=0 code=128 comm=sleep pid=99999 grp=1 res=0"
     )
     builder = TraceLineTranslator(
-        RecordedFacts(RecordedProcfs("/nonexistent")), frozenset({9}), Filters()
+        TaskFacts(RecordedProcfs("/nonexistent")), frozenset({9}), Filters()
     )
     p = parse_line(line)
     assert p is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sigtrace.output.sink import LineSink
 from sigtrace.session import Session
@@ -18,7 +19,9 @@ REPORT_EVERY_S = 1.0
 
 
 class OutputLossReport:
-    def __init__(self, session: Session, sink: LineSink, encode: Callable[[dict], str]) -> None:
+    def __init__(
+        self, session: Session, sink: LineSink, encode: Callable[[dict[str, Any]], str]
+    ) -> None:
         self.session = session
         self.sink = sink
         self.encode = encode

@@ -1,0 +1,1 @@
+../../bpf/sigtrace_rules.h
