@@ -22,7 +22,6 @@ after in the same window). Once all are live and settled, one window of --second
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -32,19 +31,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_churn import CLK_TCK, Tracer, sample, specs
+import mdtable
+from live import Outcome, Tracer, daemon_specs
+from procstat import cpu_pct, cpu_pct_ns, sample, switches
 from tracers import sigtrace_command, snapshot
 
-
-def switches(pid: int) -> int:
-    """Voluntary context switches of all of pid's threads."""
-    n = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
-                if line.startswith("voluntary_ctxt_switches:"):
-                    n += int(line.split()[1])
-    return n
+HEAD = ["tracer", "idle CPU (ticks)", "idle CPU (run time)", "wakeups/s", "lines written"]
 
 
 def main() -> None:
@@ -57,14 +49,14 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("daemon_idle: run as root")
     tmp = Path(tempfile.mkdtemp(prefix="sigtrace-idle-", dir="/dev/shm"))
-    tracers: list[Tracer] = []
+    tracers: list[Tracer[Outcome]] = []
     try:
-        base = specs(snapshot(tmp / "tree"), opts.metrics)
+        base = daemon_specs(snapshot(tmp / "tree"), opts.metrics)
         for i, ref in enumerate(opts.ref):  # the same `python -m sigtrace`, another PYTHONPATH
             _, env = sigtrace_command(snapshot(tmp / f"ref{i}", ref))
             base.insert(i + 1, dataclasses.replace(base[0], name=f"at {ref}", env=env))
         base[0] = dataclasses.replace(base[0], name="working tree")
-        tracers = [Tracer(s, tmp) for s in base if not s.unavailable]
+        tracers = [Tracer(s, tmp, Outcome(s.name)) for s in base if not s.unavailable]
         for t in tracers:
             t.start(tmp)
         for t in tracers:
@@ -78,23 +70,28 @@ def main() -> None:
             a, sw, size = first[t]
             b = sample(t.row.pid)
             if a is None or b is None:
-                rows.append(f"| {t.spec.name} | gone | | | |")
+                rows.append(mdtable.partial([t.spec.name, "gone"], len(HEAD)))
                 continue
-            dt = b.t - a.t
-            ticks = (b.ticks - a.ticks) / CLK_TCK / dt * 100
-            run = (b.run_ns - a.run_ns) / 1e9 / dt * 100
-            wakes = (switches(t.row.pid) - sw) / dt
+            wakes = (switches(t.row.pid) - sw) / (b.t - a.t)
             lines = t.out.read_bytes()[size:].count(b"\n") if t.out.exists() else 0
-            rows.append(f"| {t.spec.name} | {ticks:.3f}% | {run:.3f}% | {wakes:.1f} | {lines} |")
+            rows.append(
+                mdtable.row(
+                    [
+                        t.spec.name,
+                        f"{cpu_pct(a, b):.3f}%",
+                        f"{cpu_pct_ns(a, b):.3f}%",
+                        f"{wakes:.1f}",
+                        str(lines),
+                    ]
+                )
+            )
     finally:
         for t in tracers:
             t.stop()
         for t in tracers:
             t.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("| tracer | idle CPU (ticks) | idle CPU (run time) | wakeups/s | lines written |")
-    print("|---|---|---|---|---|")
-    print("\n".join(rows))
+    print("\n".join([*mdtable.head(HEAD), *rows]))
     metrics = "with --metrics" if opts.metrics else "without --metrics"
     print(
         f"\nOne {opts.seconds:.0f} s window, all at once; sigtrace daemon {metrics}."

@@ -40,7 +40,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon_churn import CLK_TCK, Container, Tracer, _pid1_ready, docker, sample, specs
+from dockerctl import Container, docker, inspect_pid, remove_labelled
+from live import Outcome, Tracer, daemon_specs
+from procstat import CLK_TCK, sample
 from tracers import REPO, snapshot
 
 LABEL = "sigtrace.bench.drain"  # value: this run's tag
@@ -92,10 +94,7 @@ def start_all(cs: list[Container], tag: str) -> None:
         if r.returncode != 0:
             c.error = f"docker run: {r.stderr.strip()[:160]}"
             return
-        r = docker("inspect", "--format", "{{.State.Pid}}", c.name)
-        if r.returncode == 0 and r.stdout.strip().isdigit():
-            c.pid = int(r.stdout.strip())
-            _pid1_ready(c)
+        inspect_pid(c)  # no pid: its stop is still tried
 
     with cf.ThreadPoolExecutor(8) as ex:
         list(ex.map(one, cs))
@@ -115,14 +114,6 @@ def stop_all(cs: list[Container], grace: int) -> None:
 
     with cf.ThreadPoolExecutor(len(cs)) as ex:
         list(ex.map(one, cs))
-
-
-def remove(tag: str) -> int:
-    r = docker("ps", "-aq", "--filter", f"label={LABEL}={tag}")
-    ids = r.stdout.split()
-    for i in range(0, len(ids), 50):
-        docker("rm", "-f", *ids[i : i + 50], timeout=120)
-    return len(ids)
 
 
 def main() -> None:
@@ -146,15 +137,15 @@ def main() -> None:
         for i in range(opts.containers)
     ]
     tmp = Path(tempfile.mkdtemp(prefix="sigtrace-drain-", dir="/dev/shm"))
-    daemon: Tracer | None = None
+    daemon: Tracer[Outcome] | None = None
     follow: Follow | None = None
     try:
         log(f"starting {len(cs)} containers")
         start_all(cs, tag)
         if all(c.error for c in cs):
             raise SystemExit(f"node_drain: no container started: {cs[0].error}")
-        spec = specs(snapshot(tmp / "tree", opts.ref), metrics=False)[0]
-        daemon = Tracer(spec, tmp)
+        spec = daemon_specs(snapshot(tmp / "tree", opts.ref), metrics=False)[0]
+        daemon = Tracer(spec, tmp, Outcome(spec.name))
         daemon.start(tmp)
         daemon.wait_live()
         follow = Follow(daemon.out)
@@ -179,7 +170,7 @@ def main() -> None:
     finally:
         if daemon is not None:
             daemon.kill()
-        log(f"removed {remove(tag)} containers")
+        log(f"removed {remove_labelled(LABEL, tag)} containers")
         records = [r for _, r in follow.seen] if follow else []
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -31,11 +31,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tracers import busy_until, cpu_ticks
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-PY = REPO / ".venv" / "bin" / "python"
+from procstat import busy_until, cpu_ticks
+from tracers import HERE, REPO
+from tracers import VENV_PYTHON as PY
 
 
 def _pin(cpu: int) -> None:

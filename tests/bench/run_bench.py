@@ -87,14 +87,14 @@ from pathlib import Path
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import mdtable
+from benchrun import closing_lines, exit_on_signals, hold_signals, run_info, which_sigtrace
+from procstat import busy_until, wait4
 from tracers import (
     HERE,
-    REPO,
     Counts,
     Tracer,
     all_tracers,
-    busy_until,
-    installed_copy,
     snapshot,
 )
 
@@ -147,16 +147,7 @@ class Procs:
 
     def reap(self, p: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
         """Wait for p (SIGKILL after timeout); (exit code, peak RSS in MB)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                self._signal(p, signal.SIGKILL)
-                pid, status, ru = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.005)
+        status, ru = wait4(p.pid, timeout)
         p.returncode = os.waitstatus_to_exitcode(status)
         self.live.pop(p.pid, None)
         return p.returncode, ru.ru_maxrss / 1024
@@ -611,7 +602,7 @@ def render(
         f"paced {paced}: records/s",
         "lost",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = mdtable.head(head)
     ua = _med([*untraced, *(r.rate for r in untraced_all)])
     up = _med([r.rate for r in untraced_paced])
     ug = _med(untraced_getppid)
@@ -624,16 +615,16 @@ def render(
         none["all_storm"] = f"{_k(ua)}/s"
     if up:
         none["paced"] = f"storm {_k(up)} kills/s, before and after"
-    lines.append("| " + " | ".join(["no tracer", *(none[col] for col in COLUMNS)]) + " |")
+    lines.append(mdtable.row(["no tracer", *(none[col] for col in COLUMNS)]))
     notes = _Footnotes()
     for i, r in enumerate(rows):
         if r.error and not r.ready_s:
-            lines.append(f"| {r.name} | n/a: {r.error} |" + " |" * (len(head) - 2))
+            lines.append(mdtable.partial([r.name, f"n/a: {r.error}"], len(head)))
             continue
         cells = [r.name, *_row_cells(r, i == 0, ref, ua, opts, notes)]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(mdtable.row(cells))
         if r.error:
-            lines.append(f"|  ↳ {r.name}: {r.error} |" + " |" * (len(head) - 2))
+            lines.append(mdtable.partial([f" ↳ {r.name}: {r.error}"], len(head) - 1))
     exits = ", ".join(f"{r.name} {_med(r.exit_s):.2f} s" for r in rows if r.exit_s)
     lines += [
         "",
@@ -773,29 +764,6 @@ def leftover_instances(pids: set[int]) -> list[str]:
     return []
 
 
-def _which_sigtrace(installed: bool, ref: str | None) -> str:
-    def git(*args: str) -> str:
-        r = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
-        return r.stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "?"
-    dirty = (
-        " + uncommitted changes" if git("status", "--porcelain", "--", "sigtrace", "bpf") else ""
-    )
-    copy = installed_copy()
-    if installed:
-        return f".venv/bin/sigtrace as installed ({copy or 'this working tree'})"
-    if ref is not None:
-        return f"commit {git('rev-parse', '--short', ref)} ({ref}) of {REPO}, python -m sigtrace"
-    what = f"working tree {REPO} at {head}{dirty} (a copy taken at start, python -m sigtrace)"
-    if copy:
-        what += (
-            f"; NOTE .venv/bin/sigtrace imports a separate, non-editable copy from {copy}"
-            " (compare with --installed)"
-        )
-    return what
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter storms")
@@ -835,15 +803,9 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"run_bench: {tool} not found")
 
-    def on_term(*_: object) -> None:
-        raise SystemExit(143)
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    # Also when started in the background, where a shell leaves SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    exit_on_signals()
     load_before = os.getloadavg()[0]
-    what = _which_sigtrace(opts.installed, opts.ref)
+    what = which_sigtrace(opts.installed, opts.ref)
     base = "/dev/shm" if os.path.isdir("/dev/shm") else None
     tmp = Path(tempfile.mkdtemp(prefix="sigtrace-bench-", dir=base))
     procs = Procs(tmp)
@@ -854,19 +816,14 @@ def main() -> None:
         print("run_bench: interrupted", file=sys.stderr)
         sys.exit(130)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup
+        hold_signals()
         procs.kill_all()
         shutil.rmtree(tmp, ignore_errors=True)
     took = time.monotonic() - t_start
     left = leftover_instances(procs.started)
     if opts.json:
         data: dict[str, Any] = {
-            "sigtrace": what,
-            "kernel": os.uname().release,
-            "cpus": os.cpu_count(),
-            "seconds": took,
-            "options": {k: v for k, v in vars(opts).items() if k != "json"},
+            **run_info(what, took, opts),
             "untraced_storm": bench.untraced,
             "untraced_getppid": bench.untraced_getppid,
             "untraced_storm_all_seconds": [asdict(s) for s in bench.untraced_all],
@@ -885,12 +842,8 @@ def main() -> None:
         rows, bench.untraced, bench.untraced_all, opts, bench.untraced_paced, bench.untraced_getppid
     )
     print(table)
-    print(f"\nsigtrace measured: {what}")
-    print(
-        f"Ran {took:.0f} s on {os.cpu_count()} CPUs, kernel {os.uname().release}; "
-        f"load average before {load_before:.2f}"
-        + (" (other work was running: numbers are noisy)" if load_before > 0.5 else "")
-    )
+    for line in closing_lines(what, took, load_before):
+        print(line)
     print(
         "ftrace instances its tracers left behind: "
         + (", ".join(left) + " (removed now)" if left else "none")

@@ -162,7 +162,7 @@ def kernel_header_dirs() -> tuple[str, str] | None:
     return None
 
 
-def _bpftrace_program(sigs: tuple[int, ...] | None) -> str:
+def bpftrace_program(sigs: tuple[int, ...] | None) -> str:
     pred = ""
     if sigs:
         pred = "/" + " || ".join(f"args->sig == {s}" for s in sigs) + "/ "
@@ -351,9 +351,9 @@ def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
         BpftraceTracer(
             name="bpftrace",
             argv={
-                "ready": ["bpftrace", "-e", _bpftrace_program(DEFAULT_SIGNALS)],
-                "default": ["bpftrace", "-e", _bpftrace_program(DEFAULT_SIGNALS)],
-                "all": ["bpftrace", "-e", _bpftrace_program(None)],
+                "ready": ["bpftrace", "-e", bpftrace_program(DEFAULT_SIGNALS)],
+                "default": ["bpftrace", "-e", bpftrace_program(DEFAULT_SIGNALS)],
+                "all": ["bpftrace", "-e", bpftrace_program(None)],
             },
             marker=b"ready",
             key="bpftrace",
@@ -389,30 +389,3 @@ def all_tracers(sigtrace_path: Path | None = None) -> list[Tracer]:
         )
     )
     return out
-
-
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, in clock ticks (0 once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError):
-        return 0
-
-
-def busy_until(pid: int, limit_s: float) -> float:
-    """Waits until a tracer's CPU time stops growing (what the kernel handed over is
-    written); returns when it was last busy (time.monotonic)."""
-    import time
-
-    last, prev, idle = time.monotonic(), cpu_ticks(pid), 0
-    while idle < 3 and time.monotonic() - last < limit_s:
-        time.sleep(0.1)
-        now = cpu_ticks(pid)
-        if now - prev >= 2:
-            last, idle = time.monotonic(), 0
-        else:
-            idle += 1
-        prev = now
-    return last

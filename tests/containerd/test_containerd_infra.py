@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
-    from conftest import CtrContainer, CtrFactory, Pod
+    from tests.containerd.conftest import CtrContainer, CtrFactory, Pod
 
 pytestmark = pytest.mark.containerd
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.tracing import Tracer, exits, wait_for
+from tests.tracing import Tracer, exits, run_sigtrace, wait_for
 
 if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import CtrContainer, Pod
+    from tests.containerd.conftest import CtrContainer, Pod
 
 pytestmark = pytest.mark.containerd
 
@@ -60,17 +60,7 @@ def test_pod_filter_names_the_pod(
 
 
 def test_unknown_pod_is_a_clear_error(containerd_daemon: None) -> None:
-    import sys
-
-    from tests.tracing import REPO
-
-    r = subprocess.run(
-        [sys.executable, "-m", "sigtrace", "--pod", "shop/no-such-pod"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-    )
+    r = run_sigtrace("--pod", "shop/no-such-pod")
     assert r.returncode == 7, r.stderr
     line = r.stderr.strip()
     assert "\n" not in line

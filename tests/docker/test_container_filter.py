@@ -4,17 +4,15 @@ restarted while traced is followed."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from sigtrace_docker_helpers import Container, ContainerFactory, docker
 
-from tests.tracing import REPO, Record, Tracer, wait_for
+from tests.tracing import Record, Tracer, run_sigtrace, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -154,13 +152,7 @@ def test_a_restarted_container_is_followed(
 
 def test_unknown_container_lists_what_exists(container_factory: ContainerFactory) -> None:
     app = container_factory("known", "st-execform")
-    r = subprocess.run(
-        [sys.executable, "-m", "sigtrace", "--container", "no-such-thing"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-    )
+    r = run_sigtrace("--container", "no-such-thing")
     assert r.returncode == 7
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("sigtrace: no container 'no-such-thing'") and app.name in line
@@ -182,14 +174,7 @@ def test_runtime_down_names_fail_clearly_but_ids_still_trace(
         "SIGTRACE_CRIO_ROOT": str(tmp_path / "absent-crio"),
         "SIGTRACE_PODMAN_ROOT": str(tmp_path / "absent-podman"),
     }
-    r = subprocess.run(
-        [sys.executable, "-m", "sigtrace", "--container", app.name],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        env={**os.environ, **env_down},
-    )
+    r = run_sigtrace("--container", app.name, env=env_down)
     assert r.returncode == 8, r.stderr
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("sigtrace: cannot list containers")
@@ -206,13 +191,7 @@ def test_unknown_container_beside_absent_runtimes_is_7_listing_what_docker_has(
     container_factory: ContainerFactory,
 ) -> None:
     app = container_factory("known", "st-execform")
-    r = subprocess.run(
-        [sys.executable, "-m", "sigtrace", "--container", "st-test-no-such-name"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **ABSENT_RUNTIMES},
-    )
+    r = run_sigtrace("--container", "st-test-no-such-name", env=ABSENT_RUNTIMES)
     assert r.returncode == 7, r.stderr
     line = r.stderr.strip()
     assert "\n" not in line

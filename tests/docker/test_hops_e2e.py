@@ -19,7 +19,7 @@ from sigtrace.commands.explain import EXIT_NOT_GRACEFUL
 from sigtrace.predict import EXIT_UNSURE
 
 if TYPE_CHECKING:
-    from conftest import ContainerFactory
+    from tests.docker.conftest import ContainerFactory
 
 pytestmark = pytest.mark.docker
 

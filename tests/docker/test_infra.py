@@ -10,7 +10,7 @@ import pytest
 from sigtrace_docker_helpers import NAME_PREFIX
 
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
-    from conftest import ContainerFactory
+    from tests.docker.conftest import ContainerFactory
 
 pytestmark = pytest.mark.docker
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.tracing import check_schema
+from tests.tracing import check_schema, sigtrace_cmd
 
 if TYPE_CHECKING:  # types only: two conftest.py modules share the name at run time
-    from conftest import Container, ContainerFactory
+    from tests.docker.conftest import Container, ContainerFactory
 
 pytestmark = pytest.mark.docker
 
@@ -75,10 +74,6 @@ def graceful_or_unsure(v: Record, recs: list[Record]) -> None:
         assert UNKNOWN_HANDLER in v["caveat"]
 
 
-def sigtrace(*args: str) -> list[str]:
-    return [sys.executable, "-m", "sigtrace", *args]
-
-
 def records(path: Path) -> list[Record]:
     text = path.read_text()
     recs = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
@@ -109,7 +104,7 @@ def pid1_exits(recs: list[Record], c: Container) -> list[Record]:
 
 def explain(name: str) -> tuple[int, Record]:
     r = subprocess.run(
-        sigtrace("explain", "--container", name, "--format", "jsonl"),
+        sigtrace_cmd("explain", "--container", name, "--format", "jsonl"),
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -135,7 +130,7 @@ def trace_stop(
     once `before` holds for the records; the records, the verdict live (waited for before
     tracing stops: not a flush; with `verdict=False`, PID 1's exit is waited for instead)."""
     out = tmp_path / "trace.jsonl"
-    cmd = sigtrace("--container", c.name, "--backend", backend, "--format", "jsonl")
+    cmd = sigtrace_cmd("--container", c.name, "--backend", backend, "--format", "jsonl")
     if backend in ("bcc", "tracefs"):  # no registers read: a kill(-pgid)'s scope needs the hook
         cmd.append("--syscalls")
     with open(out, "w") as f, open(tmp_path / "trace.err", "w") as err:

@@ -8,13 +8,11 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sigtrace.output.text import TextWriter
+from tests.k8s.cluster import Node
 from tests.tracing import Tracer
-
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node
 
 Record = dict[str, Any]
 GRACE_S = 5

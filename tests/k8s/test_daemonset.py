@@ -20,12 +20,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
 
 from sigtrace.timefmt import parse_time
+from tests.k8s.cluster import Node, Pod, Pods
 from tests.k8s.scenes import (
     EXEC_FORM,
     GRACE_S,
@@ -36,9 +37,6 @@ from tests.k8s.scenes import (
     trace_delete,
     verdicts,
 )
-
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node, Pod, Pods
 
 pytestmark = [pytest.mark.k8s, pytest.mark.root, pytest.mark.docker]
 

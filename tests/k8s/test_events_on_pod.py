@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.k8s.cluster import Node, Pods
 from tests.k8s.scenes import EXEC_FORM, GRACE_S, SHELL_FORM, jsonl, verdicts
 from tests.tracing import Tracer
-
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node, Pods
 
 pytestmark = [pytest.mark.k8s, pytest.mark.root]
 EVENT_TIMEOUT_S = 20.0

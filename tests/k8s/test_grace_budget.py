@@ -7,10 +7,10 @@ with the whole 5 s, `prestop_ate_grace` when a hook past the grace period leaves
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.k8s.cluster import Node, Pods
 from tests.k8s.scenes import (
     GRACE_S,
     SHELL_FORM,
@@ -19,9 +19,6 @@ from tests.k8s.scenes import (
     trace_delete,
     verdicts,
 )
-
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node, Pods
 
 pytestmark = [pytest.mark.k8s, pytest.mark.root]
 

@@ -8,12 +8,10 @@ import os
 import socket
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node
+from tests.k8s.cluster import Node
 
 pytestmark = [pytest.mark.k8s, pytest.mark.root, pytest.mark.docker]
 

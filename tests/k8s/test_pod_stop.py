@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.k8s.cluster import Node, Pods
 from tests.k8s.scenes import (
     EXEC_FORM,
     GRACE_S,
@@ -26,9 +26,6 @@ from tests.k8s.scenes import (
     trace_pod,
     verdicts,
 )
-
-if TYPE_CHECKING:  # types only: several conftest.py modules share the name at run time
-    from conftest import Node, Pods
 
 pytestmark = [pytest.mark.k8s, pytest.mark.root]
 

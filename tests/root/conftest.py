@@ -12,13 +12,13 @@ knows every pid it asserts on.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.root.helpers import AGENT, Agent, StartTracer
+from tests.root.helpers import AGENT, Agent, Agents, StartTracer
 from tests.tracing import Tracer
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ def agent_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def agents(agent_script: Path) -> Iterator[Callable[..., Agent]]:
+def agents(agent_script: Path) -> Iterator[Agents]:
     """Starts workloads (see Agent); each is killed at teardown."""
     made: list[Agent] = []
 

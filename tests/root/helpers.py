@@ -1,6 +1,7 @@
-"""What the root tests share: workloads (Agent, flood, pidns_init), and the tracer fixture's
-type (StartTracer). Test modules import them from here; tests/tracing.py has what the root,
-Docker and containerd tests all share (Tracer, record selectors)."""
+"""What the root tests share: workloads (Agent, flood, pidns_init, end_three_ways), the
+fixtures' types (StartTracer, Agents) and constants (NOBODY, ME, SIGRTMIN_2). Test modules
+import them from here; tests/tracing.py has what the root, Docker and containerd tests all
+share (Tracer, record selectors)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
-from tests.tracing import LINE_TIMEOUT_S, Tracer, wait_for
+from tests.tracing import LINE_TIMEOUT_S, Record, Tracer, wait_for
 
 # Runs a command as nobody, without root's groups or capabilities.
 NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+ME = os.getpid()  # this pytest process: the sender of the tests' own kill()s
+SIGRTMIN_2 = 36  # what sigtrace (as glibc: SIGRTMIN is 34) names SIGRTMIN+2
 
 
 class StartTracer(Protocol):
@@ -221,3 +224,25 @@ class Agent:
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
+
+
+Agents = Callable[..., Agent]  # the agents fixture: agents("TERM=handler", ...) -> Agent
+
+
+def end_three_ways(
+    agents: Agents, start: Callable[[list[int]], Any]
+) -> tuple[list[Record], Agent, Agent, Agent]:
+    """Three agents traced by start(pids) (it returns a tracer with stop()): one handles
+    SIGTERM and exits 0, one dies of SIGTERM (143), one of SIGKILL (137).
+    Returns (records, clean, termed, killed)."""
+    clean, termed, killed = agents("TERM=handler"), agents(), agents()
+    t = start([clean.pid, termed.pid, killed.pid])
+    os.kill(clean.pid, signal.SIGTERM)
+    clean.expect("got 15")
+    clean.send("exit 0")
+    assert clean.wait() == 0
+    os.kill(termed.pid, signal.SIGTERM)
+    assert termed.wait() == -signal.SIGTERM
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    return t.stop(), clean, termed, killed

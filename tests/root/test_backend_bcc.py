@@ -12,22 +12,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sigtrace.backends.bcc import BccBackend, locate_bcc
 from sigtrace.config import TraceConfig
-from tests.root.helpers import NOBODY, pidns_init
+from tests.root.helpers import ME, NOBODY, pidns_init
 from tests.tracing import REPO, delivers, exits, one, signals
 
 if TYPE_CHECKING:
-    from tests.root.helpers import Agent, StartTracer
+    from tests.root.helpers import Agents, StartTracer
     from tests.tracing import Record, Tracer
 
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
 BCC = ["--backend", "bcc", "--syscalls"]  # fan-outs, failed calls: all it can see
 
 

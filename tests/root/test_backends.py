@@ -14,24 +14,20 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sigtrace.backends import registry
-from tests.root.helpers import NOBODY
+from tests.root.helpers import ME, NOBODY, SIGRTMIN_2, end_three_ways
 from tests.tracing import REPO, delivers, exits, one, parse_lines, signals, sigtrace_cmd, wait_for
 
 if TYPE_CHECKING:
-    from tests.root.helpers import Agent, StartTracer
+    from tests.root.helpers import Agents, StartTracer
     from tests.tracing import Record
 
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
-SIGRTMIN_2 = 36
 BACKENDS = ["core", "tracefs", "ptrace"] + (["bcc"] if "bcc" in registry() else [])
 TRACEFS = Path("/sys/kernel/tracing")
 
@@ -169,17 +165,9 @@ def test_sig_ign_is_ignored(tracer: StartTracer, agents: Agents, backend: str) -
 
 
 def test_exit_codes_0_143_137(tracer: StartTracer, agents: Agents, backend: str) -> None:
-    clean, termed, killed = agents("TERM=handler"), agents(), agents()
-    t = start(tracer, backend, ["TERM", "KILL"], [clean.pid, termed.pid, killed.pid])
-    os.kill(clean.pid, signal.SIGTERM)
-    clean.expect("got 15")
-    clean.send("exit 0")
-    assert clean.wait() == 0
-    os.kill(termed.pid, signal.SIGTERM)
-    assert termed.wait() == -signal.SIGTERM
-    os.kill(killed.pid, signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    records = t.stop()  # type: ignore[attr-defined]
+    records, clean, termed, killed = end_three_ways(
+        agents, lambda pids: start(tracer, backend, ["TERM", "KILL"], pids)
+    )
 
     for proc, code, sig in ((clean, 0, None), (termed, 143, "SIGTERM"), (killed, 137, "SIGKILL")):
         ex = one(exits(records, pid=proc.pid), f"exit {code}")
@@ -463,19 +451,27 @@ def _auto(tracer: StartTracer, pids: list[int], sys_root: Path | None) -> object
     return tracer(signals=["TERM"], pids=pids, extra=extra)
 
 
+def _auto_sees_term(
+    tracer: StartTracer, agents: Agents, sys_root: Path
+) -> tuple[list[Record], int]:
+    """The automatic backend choice traces a SIGTERM to an agent that handles it:
+    (records, the agent's pid)."""
+    a = agents("TERM=handler")
+    t = _auto(tracer, [a.pid], sys_root)
+    os.kill(a.pid, signal.SIGTERM)
+    a.expect("got 15")
+    return t.stop(), a.pid  # type: ignore[attr-defined]
+
+
 def test_auto_without_btf_chooses_tracefs(
     tracer: StartTracer, agents: Agents, sys_without_btf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if "bcc" in BACKENDS:
         monkeypatch.setenv("SIGTRACE_DENY_BPF", "1")  # BCC needs no BTF: refuse bpf() too
-    a = agents("TERM=handler")
-    t = _auto(tracer, [a.pid], sys_without_btf)
-    os.kill(a.pid, signal.SIGTERM)
-    a.expect("got 15")
-    records = t.stop()  # type: ignore[attr-defined]
+    records, pid = _auto_sees_term(tracer, agents, sys_without_btf)
     first = started(records, "tracefs")
     assert "skipped core (" in first["why"]
-    assert one(signals(records, target_pid=a.pid))["outcome"] == "delivered"
+    assert one(signals(records, target_pid=pid))["outcome"] == "delivered"
 
 
 def test_auto_with_bpf_refused_chooses_tracefs(
@@ -494,14 +490,10 @@ def test_auto_without_btf_and_tracefs_chooses_ptrace(
 ) -> None:
     monkeypatch.setenv("SIGTRACE_DENY_BPF", "1")
     (sys_without_btf / "kernel" / "tracing").unlink()
-    a = agents("TERM=handler")
-    t = _auto(tracer, [a.pid], sys_without_btf)
-    os.kill(a.pid, signal.SIGTERM)
-    a.expect("got 15")
-    records = t.stop()  # type: ignore[attr-defined]
+    records, pid = _auto_sees_term(tracer, agents, sys_without_btf)
     first = started(records, "ptrace")
     assert "tracefs (tracefs: no tracefs under" in first["why"]
-    assert one(delivers(records, pid=a.pid))["action"] == "handler"
+    assert one(delivers(records, pid=pid))["action"] == "handler"
 
 
 def test_ptrace_needs_targets() -> None:

@@ -18,9 +18,8 @@ from tests.root.helpers import flood
 from tests.tracing import Record, Tracer, by_labels, parse_lines, scrape_metrics, wait_for
 
 if TYPE_CHECKING:
-    from conftest import Agent
+    from tests.root.helpers import Agents
 
-Agents = Callable[..., "Agent"]
 NODE = "node-under-test"
 
 

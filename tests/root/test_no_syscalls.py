@@ -6,7 +6,6 @@ is null or absent, and the start record says so."""
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,9 +13,7 @@ import pytest
 from tests.tracing import one, signals
 
 if TYPE_CHECKING:
-    from conftest import Agent, StartTracer
-
-Agents = Callable[..., "Agent"]
+    from tests.root.helpers import Agents, StartTracer
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-syscalls"]], ids=["default", "no-syscalls"])

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,9 +29,7 @@ from tests.tracing import REPO, parse_lines, scrape_metrics, sigtrace_cmd, wait_
 from tests.tracing import run_sigtrace as run
 
 if TYPE_CHECKING:
-    from tests.root.helpers import Agent
-
-    Agents = Callable[..., Agent]
+    from tests.root.helpers import Agents
 
 ENOSPC = os.strerror(errno.ENOSPC)
 

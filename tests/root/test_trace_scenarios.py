@@ -12,23 +12,17 @@ import struct
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.root.helpers import NOBODY, flood, pidns_init
+from tests.root.helpers import ME, NOBODY, SIGRTMIN_2, end_three_ways, flood, pidns_init
 from tests.tracing import delivers, exits, one, parse_lines, signals, wait_for
 
 if TYPE_CHECKING:
-    from tests.root.helpers import Agent, StartTracer
+    from tests.root.helpers import Agents, StartTracer
     from tests.tracing import Record
-
-    Agents = Callable[..., Agent]
-
-ME = os.getpid()
-SIGRTMIN_2 = 36
 
 
 def assert_counts_match(records: list[Record]) -> None:
@@ -312,20 +306,9 @@ def test_unfiltered_a_namespace_init_that_exits_by_itself_is_reported(
 
 
 def test_exit_codes_after_traced_signals(tracer: StartTracer, agents: Agents) -> None:
-    clean = agents("TERM=handler")
-    termed = agents()
-    killed = agents()
-    t = tracer(signals=["TERM", "KILL"], pids=[clean.pid, termed.pid, killed.pid])
-
-    os.kill(clean.pid, signal.SIGTERM)
-    clean.expect("got 15")
-    clean.send("exit 0")
-    assert clean.wait() == 0
-    os.kill(termed.pid, signal.SIGTERM)
-    assert termed.wait() == -signal.SIGTERM
-    os.kill(killed.pid, signal.SIGKILL)
-    assert killed.wait() == -signal.SIGKILL
-    records = t.stop()
+    records, clean, termed, killed = end_three_ways(
+        agents, lambda pids: tracer(signals=["TERM", "KILL"], pids=pids)
+    )
 
     ex = one(exits(records, pid=clean.pid), "exit of the clean process")
     assert (ex["exit_code"], ex["signal"], ex["core_dumped"]) == (0, None, False)

@@ -1,21 +1,9 @@
 """The CLI's help and its input errors, without root (parsing fails before anything loads)."""
 
-import subprocess
-import sys
-
 import pytest
 
 from sigtrace.commands.options import parse_size
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sigtrace", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+from tests.tracing import run_sigtrace as run
 
 
 @pytest.mark.parametrize("args", [["--help"], ["doctor", "--help"], ["replay", "--help"]])
