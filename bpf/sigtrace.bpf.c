@@ -148,11 +148,7 @@ static __always_inline void *reserve(enum st_kind kind)
 		count_lost();
 		return NULL;
 	}
-	__builtin_memset(h, 0, size);
-	h->ts_ns = bpf_ktime_get_ns();
-	h->kind = kind;
-	h->cpu = bpf_get_smp_processor_id();
-	return h;
+	return record_start(h, size, kind);
 }
 
 static __always_inline u64 kn_id(struct cgroup *cg)

@@ -54,4 +54,14 @@ static __always_inline enum call_news call_news(const struct inflight *call, lon
 	return CALL_NEWS_IF_TRACED;
 }
 
+/* A reserved record zeroed, its header filled in (h: from the ring buffer, never NULL). */
+static __always_inline void *record_start(struct st_header *h, __u32 size, __u32 kind)
+{
+	__builtin_memset(h, 0, size);
+	h->ts_ns = bpf_ktime_get_ns();
+	h->kind = kind;
+	h->cpu = bpf_get_smp_processor_id();
+	return h;
+}
+
 #endif /* __SIGTRACE_RULES_H__ */

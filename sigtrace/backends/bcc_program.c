@@ -187,11 +187,7 @@ static inline void *reserve(u32 size, u32 kind)
 		count_lost();
 		return NULL;
 	}
-	__builtin_memset(h, 0, size);
-	h->ts_ns = bpf_ktime_get_ns();
-	h->kind = kind;
-	h->cpu = bpf_get_smp_processor_id();
-	return h;
+	return record_start(h, size, kind);
 }
 
 static inline void fill_current(struct bt_task *t)
