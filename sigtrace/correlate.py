@@ -60,15 +60,36 @@ class Correlator:
         self._tie = itertools.count()
         self._memo: dict[tuple[wire.Task, str], dict] = {}
         self._memo_since = 0
+        # A storm repeats the same signal and delivery: each distinct record's output (all
+        # but its time, a function of the record and the names in _memo) is built once and
+        # copied; forgotten with the names it holds.
+        self._shapes: dict[tuple, Out] = {}
 
     def _proc(self, task: wire.Task, role: str) -> dict:
         key = (task, role)
         d = self._memo.get(key)
         if d is None:
             if len(self._memo) >= MEMO_MAX:
-                self._memo.clear()
+                self._forget()
             d = self._memo[key] = self.describe(task, role)
         return d
+
+    def _forget(self) -> None:
+        self._memo.clear()
+        self._shapes.clear()
+
+    def _shaped(self, rec: wire.Generate | wire.Deliver, build: Callable[[], Out]) -> Out:
+        """build()'s record, from the one built for the same fields before (not ts, cpu)."""
+        key = rec[2:]  # a Generate's and a Deliver's field tuples differ in length: never equal
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = build()
+            if len(self._shapes) >= MEMO_MAX:
+                self._shapes.clear()
+            self._shapes[key] = shape
+        out = shape.copy()  # top level only: nested objects are shared and read-only
+        out["time"] = self.time_of(rec.ts_ns)
+        return out
 
     def _base(self, kind: str, ts_ns: int) -> Out:
         return {"schema": SCHEMA, "type": kind, "time": self.time_of(ts_ns)}
@@ -81,16 +102,17 @@ class Correlator:
                     self._waiting.setdefault(rec.syscall_seq, []).append(rec)
                     return []
                 # read from registers (no --syscalls): no record of the call will follow
-                fan = {"id": None, "count": None, "requested": rec.req_pid}
-                out = self._signal(rec, fan)
+                g = rec
+                fan = {"id": None, "count": None, "requested": g.req_pid}
+                out = self._shaped(g, lambda: self._signal(g, fan))
             else:
-                out = self._signal(rec, None)
+                out = self._shaped(rec, lambda: self._signal(rec, None))
         elif isinstance(rec, wire.Syscall):
             for ts, o in self._syscall(rec):
                 self._hold_back(ts, o)
             return self._release()
         elif isinstance(rec, wire.Deliver):
-            out = self._deliver(rec)
+            out = self._shaped(rec, lambda: self._deliver(rec))
         elif isinstance(rec, wire.Exit):
             out = self._exit(rec)
         else:
@@ -122,7 +144,7 @@ class Correlator:
     def flush(self, now_ns: int | None = None) -> list[Out]:
         """Signals whose syscall record is overdue (or all, at the end) go out without it."""
         if now_ns is not None and now_ns - self._memo_since > MEMO_NS:
-            self._memo.clear()
+            self._forget()
             self._memo_since = now_ns
         for seq in list(self._waiting):
             gens = self._waiting[seq]
@@ -138,7 +160,7 @@ class Correlator:
 
     def idle(self) -> None:
         """Before a wait of any length: names described now may be stale by the next record."""
-        self._memo.clear()
+        self._forget()
 
     def lost(self, count: int, ts_ns: int, reason: str = "buffer") -> Out:
         """`reason`: "buffer", the kernel could not hand them over; "output", sigtrace could
