@@ -81,7 +81,11 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
             if not is_pod_sandbox_story(cache, v):
                 session.emit_extra(with_pod_grace(cache, v))
 
-    session.observers.append(lambda rec: emit(tracker.feed(rec)))
+    def observe(rec: dict) -> None:
+        if verdicts := tracker.feed(rec):  # most records: none
+            emit(verdicts)
+
+    session.observers.append(observe)
     session.tickers.append(
         (
             STORY_INTERVAL_S,
