@@ -62,7 +62,7 @@ class Correlator:
         self._memo_since = 0
         # A storm repeats the same signal and delivery: each distinct record's output (all
         # but its time, a function of the record and the names in _memo) is built once and
-        # copied; forgotten with the names it holds.
+        # copied; forgotten with the names it holds. Keyed by the fields after ts and cpu.
         self._shapes: dict[tuple, Out] = {}
 
     def _proc(self, task: wire.Task, role: str) -> dict:
@@ -78,17 +78,12 @@ class Correlator:
         self._memo.clear()
         self._shapes.clear()
 
-    def _shaped(self, rec: wire.Generate | wire.Deliver, build: Callable[[], Out]) -> Out:
-        """build()'s record, from the one built for the same fields before (not ts, cpu)."""
-        key = rec[2:]  # a Generate's and a Deliver's field tuples differ in length: never equal
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = build()
-            if len(self._shapes) >= MEMO_MAX:
-                self._shapes.clear()
-            self._shapes[key] = shape
-        out = shape.copy()  # top level only: nested objects are shared and read-only
-        out["time"] = self.time_of(rec.ts_ns)
+    def _shape(self, rec: wire.Generate | wire.Deliver, out: Out) -> Out:
+        """Keeps a copy of out for rec's repeats (same fields but ts and cpu) to start from."""
+        if len(self._shapes) >= MEMO_MAX:
+            self._shapes.clear()
+        # A Generate's and a Deliver's field tuples differ in length: never equal.
+        self._shapes[rec[2:]] = out.copy()  # top level only: nested objects are read-only
         return out
 
     def _base(self, kind: str, ts_ns: int) -> Out:
@@ -96,23 +91,26 @@ class Correlator:
 
     def feed(self, rec: wire.Record) -> list[Out]:
         """Output records now ready, in time order."""
-        if isinstance(rec, wire.Generate):
+        shape = self._shapes.get(rec[2:])
+        if shape is not None:  # a repeat (a storm): only the time differs
+            out = shape.copy()
+            out["time"] = self.time_of(rec.ts_ns)
+        elif isinstance(rec, wire.Generate):
             if rec.flags & wire.F_FANOUT:
                 if rec.syscall_seq:  # its count comes with the syscall's own record
                     self._waiting.setdefault(rec.syscall_seq, []).append(rec)
                     return []
                 # read from registers (no --syscalls): no record of the call will follow
-                g = rec
-                fan = {"id": None, "count": None, "requested": g.req_pid}
-                out = self._shaped(g, lambda: self._signal(g, fan))
+                fan = {"id": None, "count": None, "requested": rec.req_pid}
+                out = self._shape(rec, self._signal(rec, fan))
             else:
-                out = self._shaped(rec, lambda: self._signal(rec, None))
+                out = self._shape(rec, self._signal(rec, None))
         elif isinstance(rec, wire.Syscall):
             for ts, o in self._syscall(rec):
                 self._hold_back(ts, o)
             return self._release()
         elif isinstance(rec, wire.Deliver):
-            out = self._shaped(rec, lambda: self._deliver(rec))
+            out = self._shape(rec, self._deliver(rec))
         elif isinstance(rec, wire.Exit):
             out = self._exit(rec)
         else:

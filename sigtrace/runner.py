@@ -4,6 +4,7 @@ are followed. Shared by `sigtrace` and `sigtrace daemon`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 
 from sigtrace.config import TraceConfig
@@ -55,7 +56,7 @@ def build_session(
     backend = cls(config)
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
-    session.observers.append(lambda rec: _forget_dead_container(cache, rec))
+    session.observers.append(functools.partial(_forget_dead_container, cache))
     session.tickers.append((EXPIRE_INTERVAL_S, cache.expire, cache.expires_in))
     _add_stories(session, cache, config)
     if selector.active:

@@ -82,7 +82,9 @@ class Session:
         self._deferred.append(fn)
 
     def _out(self, rec: dict) -> None:
-        self.writer.write(self.stamped(rec))
+        if self.stamp:  # stamped(), without a call: this runs for every record
+            rec.update(self.stamp)
+        self.writer.write(rec)
         self.account(rec)
 
     def stamped(self, rec: dict) -> dict:
@@ -103,8 +105,9 @@ class Session:
         self._out(rec)
 
     def _emit(self, rec: wire.Record) -> None:
-        for out in self.correlator.feed(rec):
-            self._out(out)
+        out = self._out
+        for o in self.correlator.feed(rec):
+            out(o)
         if isinstance(rec, wire.Exit):
             self.describer.forget(rec.task.pid)
 
