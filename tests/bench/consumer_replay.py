@@ -43,33 +43,37 @@ from sigtrace.runner import build_session  # noqa: E402
 from sigtrace.session import Session  # noqa: E402
 
 
+def ring_layout(datas: list[bytes]) -> tuple[bytes, int, int]:
+    """(the mapping: producer page, data pages; the data's size; where the records end)"""
+    page = 4096
+    body = bytearray()
+    for d in datas:
+        body += ringbuf._LEN.pack(len(d)) + b"\0\0\0\0" + d
+        body += b"\0" * (-len(body) % 8)
+    size = 4096
+    while size < len(body) + 8:
+        size <<= 1
+    data = bytearray(page + size)
+    ringbuf._POS.pack_into(data, 0, len(body))  # the producer's position
+    data[page : page + len(body)] = body
+    return bytes(data), size, len(body)
+
+
 class RecordedRing(ringbuf.MappedRing):
     """A ring buffer's mapping filled once with the recorded records (no wrap, no epoll)."""
 
     def __init__(
         self,
-        datas: list[bytes],
+        layout: tuple[bytes, int, int],
         on_record: Callable[[bytes], None],
         on_batch: Callable[[list[bytes]], None] | None,
         should_stop: Callable[[], bool],
     ) -> None:
-        page = 4096
-        body = bytearray()
-        for d in datas:
-            body += ringbuf._LEN.pack(len(d)) + b"\0\0\0\0" + d
-            body += b"\0" * (-len(body) % 8)
-        size = 4096
-        while size < len(body) + 8:
-            size <<= 1
-        self.page, self.mask, self.budget = page, size - 1, 8192
+        self._data, size, self.end = layout
+        self.page, self.mask, self.budget = 4096, size - 1, 8192
         self.on_record, self.should_stop = on_record, should_stop  # an older MappedRing's
         self.on_batch = on_batch
-        data = bytearray(page + size)
-        ringbuf._POS.pack_into(data, 0, len(body))  # the producer's position
-        data[page : page + len(body)] = body
-        self._data = bytes(data)
         self._cons = bytearray(8)
-        self.end = len(body)
 
     def wake_on(self, fd: int) -> None:
         raise NotImplementedError
@@ -82,12 +86,12 @@ class RecordedRing(ringbuf.MappedRing):
 
 
 class ReplayCore(CoreBackend):
-    datas: ClassVar[list[bytes]] = []
+    layout: ClassVar[tuple[bytes, int, int]] = (b"", 0, 0)
     session: ClassVar[Session | None] = None
 
     def open(self) -> None:
         batch = getattr(self, "_on_batch", None)  # None: a tree from before batches
-        self.rb = RecordedRing(self.datas, self._on_record, batch, lambda: self.stopping)
+        self.rb = RecordedRing(self.layout, self._on_record, batch, lambda: self.stopping)
 
     def poll(self, timeout_ms: int, emit: Emit) -> int:
         n = super().poll(0, emit)
@@ -111,7 +115,7 @@ class ReplayCore(CoreBackend):
 
 def replay_once(datas: list[bytes], out: Path, profile: cProfile.Profile | None) -> float:
     """CPU seconds for the whole session over the records."""
-    ReplayCore.datas = datas
+    ReplayCore.layout = ring_layout(datas)  # laid out before the clock starts
     orig = backends.select
     backends.select = lambda name, config: (ReplayCore, "replay")  # type: ignore[assignment]
     try:
