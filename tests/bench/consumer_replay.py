@@ -74,6 +74,7 @@ class RecordedRing(ringbuf.MappedRing):
         self.on_record, self.should_stop = on_record, should_stop  # an older MappedRing's
         self.on_batch = on_batch
         self._cons = bytearray(8)
+        self._gather = False
 
     def wake_on(self, fd: int) -> None:
         raise NotImplementedError

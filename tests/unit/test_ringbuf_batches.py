@@ -48,3 +48,24 @@ def test_a_flood_is_taken_in_batches_up_to_the_budget() -> None:
     assert got[1][0] == b"%07d" % ringbuf.BATCH
     assert r.consume() == ringbuf.BATCH  # the rest, at the next poll
     assert consumer_pos(r) == n * 16
+
+
+class _NoEpoll:
+    def poll(self, timeout: float | None) -> list:
+        return []
+
+
+def test_while_records_flow_the_next_poll_lets_them_gather_first(monkeypatch) -> None:
+    """A consumer that keeps catching up is woken by the kernel for every record; a few
+    records at a poll mean more are coming: the next poll waits GATHER_S before reading."""
+    slept: list[float] = []
+    monkeypatch.setattr(ringbuf.time, "sleep", slept.append)
+    r, _ = ring([(b"one", 0), (b"two", 0)])
+    r._ep, r._wake_fd, r._gather = _NoEpoll(), -1, False
+    assert r.poll(0) == 2 and slept == []
+    assert r.poll(0) == 0 and slept == [ringbuf.GATHER_S]
+    assert r.poll(0) == 0 and slept == [ringbuf.GATHER_S]  # nothing came: no more waiting
+    lone, _ = ring([(b"one", 0)])
+    lone._ep, lone._wake_fd, lone._gather = _NoEpoll(), -1, False
+    assert lone.poll(0) == 1 and lone.poll(0) == 0
+    assert slept == [ringbuf.GATHER_S]  # a lone record: no extra wakeup for an idle daemon
