@@ -21,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -166,9 +167,7 @@ def main() -> None:
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(opts.top)
             print("\n".join(ln for ln in buf.getvalue().splitlines() if ln.strip()))
     finally:
-        for p in tmp.iterdir():
-            p.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
