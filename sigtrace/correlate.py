@@ -36,6 +36,9 @@ SYSCALL_WAIT_NS = 1_000_000_000
 # name learned later (a runtime that answered late) still shows up.
 MEMO_NS = 1_000_000_000
 MEMO_MAX = 8192
+# A storm repeats a handful of records; a host of distinct ones would only fill memory (each
+# shape is a whole output record, ~1.5 KB): the shapes are cleared when this many.
+SHAPES_MAX = 512
 
 
 def basic_process(task: wire.Task, role: str = "process") -> dict:
@@ -80,7 +83,7 @@ class Correlator:
 
     def _shape(self, rec: wire.Generate | wire.Deliver, out: Out) -> Out:
         """Keeps a copy of out for rec's repeats (same fields but ts and cpu) to start from."""
-        if len(self._shapes) >= MEMO_MAX:
+        if len(self._shapes) >= SHAPES_MAX:
             self._shapes.clear()
         # A Generate's and a Deliver's field tuples differ in length: never equal.
         self._shapes[rec[2:]] = out.copy()  # top level only: nested objects are read-only
