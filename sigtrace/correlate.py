@@ -36,6 +36,9 @@ SYSCALL_WAIT_NS = 1_000_000_000
 # name learned later (a runtime that answered late) still shows up.
 MEMO_NS = 1_000_000_000
 MEMO_MAX = 8192
+# A storm repeats a handful of records; a host of distinct ones would only fill memory (each
+# shape is a whole output record, ~1.5 KB): the shapes are cleared when this many.
+SHAPES_MAX = 512
 
 
 def basic_process(task: wire.Task, role: str = "process") -> dict[str, Any]:
@@ -60,37 +63,57 @@ class Correlator:
         self._tie = itertools.count()
         self._memo: dict[tuple[wire.Task, str], dict[str, Any]] = {}
         self._memo_since = 0
+        # A storm repeats the same signal and delivery: each distinct record's output (all
+        # but its time, a function of the record and the names in _memo) is built once and
+        # copied; forgotten with the names it holds. Keyed by the fields after ts and cpu.
+        self._shapes: dict[tuple[Any, ...], Out] = {}
 
     def _proc(self, task: wire.Task, role: str) -> dict[str, Any]:
         key = (task, role)
         d = self._memo.get(key)
         if d is None:
             if len(self._memo) >= MEMO_MAX:
-                self._memo.clear()
+                self._forget()
             d = self._memo[key] = self.describe(task, role)
         return d
+
+    def _forget(self) -> None:
+        self._memo.clear()
+        self._shapes.clear()
+
+    def _shape(self, rec: wire.Generate | wire.Deliver, out: Out) -> Out:
+        """Keeps a copy of out for rec's repeats (same fields but ts and cpu) to start from."""
+        if len(self._shapes) >= SHAPES_MAX:
+            self._shapes.clear()
+        # A Generate's and a Deliver's field tuples differ in length: never equal.
+        self._shapes[rec[2:]] = out.copy()  # top level only: nested objects are read-only
+        return out
 
     def _base(self, kind: str, ts_ns: int) -> Out:
         return {"schema": SCHEMA, "type": kind, "time": self.time_of(ts_ns)}
 
     def feed(self, rec: wire.Record) -> list[Out]:
         """Output records now ready, in time order."""
-        if isinstance(rec, wire.Generate):
+        shape = self._shapes.get(rec[2:])
+        if shape is not None:  # a repeat (a storm): only the time differs
+            out = shape.copy()
+            out["time"] = self.time_of(rec.ts_ns)
+        elif isinstance(rec, wire.Generate):
             if rec.flags & wire.F_FANOUT:
                 if rec.syscall_seq:  # its count comes with the syscall's own record
                     self._waiting.setdefault(rec.syscall_seq, []).append(rec)
                     return []
                 # read from registers (no --syscalls): no record of the call will follow
                 fan = {"id": None, "count": None, "requested": rec.req_pid}
-                out = self._signal(rec, fan)
+                out = self._shape(rec, self._signal(rec, fan))
             else:
-                out = self._signal(rec, None)
+                out = self._shape(rec, self._signal(rec, None))
         elif isinstance(rec, wire.Syscall):
             for ts, o in self._syscall(rec):
                 self._hold_back(ts, o)
             return self._release()
         elif isinstance(rec, wire.Deliver):
-            out = self._deliver(rec)
+            out = self._shape(rec, self._deliver(rec))
         elif isinstance(rec, wire.Exit):
             out = self._exit(rec)
         else:
@@ -122,7 +145,7 @@ class Correlator:
     def flush(self, now_ns: int | None = None) -> list[Out]:
         """Signals whose syscall record is overdue (or all, at the end) go out without it."""
         if now_ns is not None and now_ns - self._memo_since > MEMO_NS:
-            self._memo.clear()
+            self._forget()
             self._memo_since = now_ns
         for seq in list(self._waiting):
             gens = self._waiting[seq]
@@ -138,7 +161,7 @@ class Correlator:
 
     def idle(self) -> None:
         """Before a wait of any length: names described now may be stale by the next record."""
-        self._memo.clear()
+        self._forget()
 
     def lost(self, count: int, ts_ns: int, reason: str = "buffer") -> Out:
         """`reason`: "buffer", the kernel could not hand them over; "output", sigtrace could

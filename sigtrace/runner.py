@@ -4,6 +4,7 @@ are followed. Shared by `sigtrace` and `sigtrace daemon`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -57,7 +58,7 @@ def build_session(
     backend.selector = selector if selector.active else None
     describer = ContainerDescriber(procfs, ContainerResolver(cgroups, procfs), cache)
     session = Session(backend, writer, why=why, raw=raw, stamp=stamp, describer=describer)
-    session.observers.append(lambda rec: _forget_dead_container(cache, rec))
+    session.observers.append(functools.partial(_forget_dead_container, cache))
     session.tickers.append((EXPIRE_INTERVAL_S, cache.expire, cache.expires_in))
     _add_stories(session, cache, config)
     if selector.active:
@@ -83,7 +84,11 @@ def _add_stories(session: Session, cache: ContainerCache, config: TraceConfig) -
             if not is_pod_sandbox_story(cache, v):
                 session.emit_extra(with_pod_grace(cache, v))
 
-    session.observers.append(lambda rec: emit(tracker.feed(rec)))
+    def observe(rec: dict[str, Any]) -> None:
+        if verdicts := tracker.feed(rec):  # most records: none
+            emit(verdicts)
+
+    session.observers.append(observe)
     session.tickers.append(
         (
             STORY_INTERVAL_S,

@@ -84,7 +84,9 @@ class Session:
         self._deferred.append(fn)
 
     def _out(self, rec: dict[str, Any]) -> None:
-        self.writer.write(self.stamped(rec))
+        if self.stamp:  # stamped(), without a call: this runs for every record
+            rec.update(self.stamp)
+        self.writer.write(rec)
         self.account(rec)
 
     def stamped(self, rec: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +107,9 @@ class Session:
         self._out(rec)
 
     def _emit(self, rec: wire.Record) -> None:
-        for out in self.correlator.feed(rec):
-            self._out(out)
+        out = self._out
+        for o in self.correlator.feed(rec):
+            out(o)
         if isinstance(rec, wire.Exit) and rec.task.pid is not None:
             self.describer.forget(rec.task.pid)
 

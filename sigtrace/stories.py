@@ -45,6 +45,7 @@ from sigtrace.story_fields import (
 )
 from sigtrace.story_rules import Judgement, judge_facts
 from sigtrace.story_tree import (
+    SUBJECT_KEY,
     Facts,
     Hop,
     Item,
@@ -122,9 +123,11 @@ class StoryTracker:
 
     def feed(self, rec: Rec) -> list[Rec]:
         """Verdicts now due (possibly none), after taking in one output record."""
-        subj = subject(rec)
+        subj = rec.get(SUBJECT_KEY.get(rec.get("type")))  # type: ignore[arg-type]  # subject()
+        if not subj or not subj.get("container"):  # no container, no story: most records
+            return []
         cid = cid_of(subj)
-        if subj is None or cid is None or not rec.get("time"):
+        if cid is None or not rec.get("time"):
             return []
         item = Item(parse_time(rec["time"]), rec)
         self._now = max(self._now, item.t)

@@ -56,16 +56,14 @@ def cid_of(proc: Rec | None) -> str | None:
     return c.get("id") if isinstance(c, dict) else None
 
 
+# record type -> the key of the process a record is about
+SUBJECT_KEY = {"signal": "target", "deliver": "target", "exit": "process", "oom": "victim"}
+
+
 def subject(rec: Rec) -> Rec | None:
     """The process a record is about, whose container the record belongs to."""
-    kind = rec.get("type")
-    if kind in ("signal", "deliver"):
-        return rec.get("target")
-    if kind == "exit":
-        return rec.get("process")
-    if kind == "oom":
-        return rec.get("victim")
-    return None
+    key = SUBJECT_KEY.get(rec.get("type"))  # type: ignore[arg-type]
+    return rec.get(key) if key else None
 
 
 @dataclass

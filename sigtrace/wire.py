@@ -9,7 +9,7 @@ the same records from their own sources.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 ABI_VERSION = 3
 
@@ -289,8 +289,31 @@ class DecodeError(ValueError):
     pass
 
 
+# A storm's records differ only in their timestamp: the bytes after it (kind, cpu, the rest)
+# map to the record's other fields, decoded once (bounded: cleared when full).
+_records: dict[bytes, tuple[type, tuple[Any, ...]]] = {}
+_RECORDS_MAX = 1024
+_TS = struct.Struct("=Q")
+_tuple_new = tuple.__new__
+
+
 def decode(data: bytes) -> Record:
     """One ring-buffer record → one typed record."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    key = data[8:]
+    hit = _records.get(key)
+    if hit is not None:
+        cls, rest = hit
+        return _tuple_new(cls, (_TS.unpack_from(data)[0], *rest))
+    rec = _decode(data)
+    if len(_records) >= _RECORDS_MAX:
+        _records.clear()
+    _records[key] = (type(rec), rec[1:])
+    return rec
+
+
+def _decode(data: bytes) -> Record:
     if len(data) < _KIND.size:
         raise DecodeError(f"record of {len(data)} bytes is shorter than its header")
     kind = _KIND.unpack_from(data)[1]
@@ -299,7 +322,6 @@ def decode(data: bytes) -> Record:
         raise DecodeError(f"unknown record kind {kind}")
     if len(data) < size:
         raise DecodeError(f"record kind {kind}: {len(data)} bytes, expected {size}")
-    data = bytes(data)
     # By keyword: each name is its LAYOUTS field's (hdr: ts_ns, kind, cpu).
     if kind == KIND_GENERATE:
         ts, _, cpu, seq, sys_nr, req_pid, sys_flags, _pad, sig, code, *rest = _GEN_HEAD.unpack_from(

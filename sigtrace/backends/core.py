@@ -63,7 +63,9 @@ class CoreBackend(Backend):
             fd, stop = obj.map_fd("events"), lambda: self.stopping
             if ringbuf.supported():
                 size = self.config.ringbuf_size
-                self.rb = MappedRing(fd, size, self._on_record, should_stop=stop)
+                self.rb = MappedRing(
+                    fd, size, self._on_record, should_stop=stop, on_batch=self._on_batch
+                )
             else:
                 self.rb = RingBuffer(lib, fd, self._on_record, should_stop=stop)
         except BaseException:
@@ -133,6 +135,19 @@ class CoreBackend(Backend):
             self.raw_sink(data)
         assert self._emit is not None
         self._emit(wire.decode(data))
+
+    def _on_batch(self, batch: list[bytes]) -> None:
+        """_on_record for each, with the lookups done once per batch."""
+        self._count += len(batch)
+        emit, decode, raw = self._emit, wire.decode, self.raw_sink
+        assert emit is not None
+        if raw is None:
+            for data in batch:
+                emit(decode(data))
+        else:
+            for data in batch:
+                raw(data)
+                emit(decode(data))
 
     def wake_on(self, fd: int) -> bool:
         if not isinstance(self.rb, MappedRing):

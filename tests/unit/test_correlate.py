@@ -102,6 +102,28 @@ def test_single_target_goes_out_at_once_without_fanout() -> None:
     assert (out["fanout"], out["scope"], out["syscall"]) == (None, "process", "kill")
 
 
+def test_a_repeated_signal_gets_its_own_time_and_names_described_again_after_a_wait() -> None:
+    """The same signal again (a storm) is built from the first one's output: its own time, a
+    record of its own, and after idle() (a wait) or a second, names described anew."""
+    name = ["first"]  # what describing a process says now
+    c = Correlator(Clock(0).iso, lambda t, role: {"pid": t.pid, "comm": name[0]})
+    (a,) = c.feed(gen(1, 21))
+    (b,) = c.feed(gen(2, 21))
+    assert (a["time"], b["time"]) == (Clock(0).iso(1), Clock(0).iso(2))
+    assert a is not b and list(a) == list(b)  # same keys, in the same order
+    a["stamp"] = "x"  # a daemon's stamp on one record is not on the next
+    assert "stamp" not in c.feed(gen(3, 21))[0]
+    name[0] = "second"
+    assert c.feed(gen(4, 21))[0]["target"]["comm"] == "first"  # within the memo's second
+    c.idle()
+    assert c.feed(gen(5, 21))[0]["target"]["comm"] == "second"
+    name[0] = "third"
+    (d,) = c.feed(wire.Deliver(5, 0, 15, 0, 10, wire.INFO_PTR, 0, 0, 0, task(21)))
+    assert d["target"]["comm"] == "second"  # the memo a Generate filled
+    c.flush(10 + 2 * 10**9)  # over a second later
+    assert c.feed(gen(6, 21))[0]["target"]["comm"] == "third"
+
+
 def test_failed_syscall_becomes_a_failed_signal() -> None:
     (out,) = corr().feed(syscall(5, 9, req=4242, count=0, ret=-1))
     assert (out["outcome"], out["reason"], out["target"]["pid"], out["target"]["comm"]) == (
