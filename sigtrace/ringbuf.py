@@ -3,8 +3,11 @@
 libbpf's ring_buffer__poll() calls back into Python for every record through a ctypes
 trampoline, which costs about as much as decoding the record. Here the consumer walks the
 mapped data itself (include/uapi/linux/bpf.h: BPF_RINGBUF_BUSY_BIT / _DISCARD_BIT, 8-byte
-headers, 8-byte alignment; the data pages are mapped twice, so a record that wraps reads as
-one slice). Plain loads are enough only where stores are not reordered (x86-64's TSO): on
+headers, 8-byte alignment). The kernel lets the data pages be mapped twice so that a record
+that wraps reads as one slice; they are mapped once here and a wrapping record is joined from
+its two pieces: the kernel inserts every mapped page at mmap() time, so the second mapping
+would count the whole ring twice in the process's RSS (4 MB more at the default size) for
+the rare record that wraps. Plain loads are enough only where stores are not reordered (x86-64's TSO): on
 other architectures sigtrace keeps libbpf's consumer (sigtrace.libbpf.RingBuffer).
 """
 
@@ -64,10 +67,9 @@ class MappedRing:
         self.budget = budget
         prot_rw = mmap.PROT_READ | mmap.PROT_WRITE
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED, prot_rw, offset=0)
-        # producer position page, then the data mapped twice
-        self._data = mmap.mmap(
-            map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
-        )
+        # producer position page, then the data (once: see the module's docstring)
+        self._data = mmap.mmap(map_fd, page + size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._end = page + size
         self._ep = select.epoll()
         self._ep.register(map_fd, select.EPOLLIN)
         self._wake_fd = -1
@@ -118,7 +120,7 @@ class MappedRing:
     def _take(self, most: int) -> tuple[list[bytes], bool]:
         """Up to `most` submitted records, copied out, their space handed back; and whether
         the consumer position moved (discarded records move it too)."""
-        data, page, mask = self._data, self.page, self.mask
+        data, page, mask, end = self._data, self.page, self.mask, self._end
         start = cons = _POS.unpack_from(self._cons)[0]
         prod = _POS.unpack_from(data)[0]
         unpack = _LEN.unpack_from
@@ -132,7 +134,11 @@ class MappedRing:
             length = hdr & LENGTH
             cons += (length + HDR + 7) & ~7
             if not hdr & DISCARD:
-                take(data[off + HDR : off + HDR + length])
+                stop = off + HDR + length
+                if stop <= end:
+                    take(data[off + HDR : stop])
+                else:  # wraps (the 8-byte header never does: the size is a multiple of 8)
+                    take(data[off + HDR : end] + data[page : page + stop - end])
         if cons != start:
             _POS.pack_into(self._cons, 0, cons)
         return batch, cons != start

@@ -11,20 +11,24 @@ PAGE = 4096
 SIZE = 1 << 16
 
 
-def ring(records: list[tuple[bytes, int]], budget: int = 8192) -> tuple[ringbuf.MappedRing, list]:
-    """A MappedRing over (payload, header bits) records; and the batches it hands over."""
+def ring(
+    records: list[tuple[bytes, int]], budget: int = 8192, at: int = 0
+) -> tuple[ringbuf.MappedRing, list]:
+    """A MappedRing over (payload, header bits) records written from ring position `at` on
+    (the data pages mapped once, as MappedRing maps them); and the batches it hands over."""
     body = bytearray()
     for payload, bits in records:
         body += struct.pack("=II", len(payload) | bits, 0) + payload
         body += b"\0" * (-len(body) % 8)
-    data = bytearray(PAGE + 2 * SIZE)
-    struct.pack_into("=Q", data, 0, len(body))  # the producer's position
-    data[PAGE : PAGE + len(body)] = body
+    data = bytearray(PAGE + SIZE)
+    struct.pack_into("=Q", data, 0, at + len(body))  # the producer's position
+    for i, byte in enumerate(body):
+        data[PAGE + (at + i) % SIZE] = byte
     got: list[list[bytes]] = []
     r = ringbuf.MappedRing.__new__(ringbuf.MappedRing)
-    r.page, r.mask, r.budget = PAGE, SIZE - 1, budget
+    r.page, r.mask, r.budget, r._end = PAGE, SIZE - 1, budget, PAGE + SIZE
     r.on_batch, r.should_stop = got.append, lambda: False
-    r._data, r._cons = bytes(data), bytearray(8)
+    r._data, r._cons = bytes(data), bytearray(struct.pack("=Q", at))
     return r, got
 
 
@@ -38,6 +42,17 @@ def test_batches_skip_discarded_records_and_stop_at_one_not_yet_submitted() -> N
     assert got == [[b"one", b"two22"]]
     assert consumer_pos(r) == 3 * 16  # up to the busy one, which the kernel still writes
     assert r.consume() == 0 and got == [[b"one", b"two22"]]
+
+
+def test_a_record_that_wraps_around_the_end_is_joined_from_its_two_pieces() -> None:
+    payload = bytes(range(40))
+    # headers at SIZE - 16 (a whole record before the end), then at SIZE - 8: its header is the
+    # ring's last 8 bytes, its payload all past the end; then one that starts inside the data
+    r, got = ring([(b"12345678", 0), (payload, 0), (b"after", 0)], at=SIZE - 24)
+    assert r.consume() == 3
+    assert got == [[b"12345678", payload, b"after"]]
+    r, got = ring([(payload, 0)], at=SIZE - 24)  # 16 payload bytes before the end, 24 after
+    assert r.consume() == 1 and got == [[payload]]
 
 
 def test_a_flood_is_taken_in_batches_up_to_the_budget() -> None:
