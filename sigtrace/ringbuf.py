@@ -7,8 +7,9 @@ headers, 8-byte alignment). The kernel lets the data pages be mapped twice so th
 that wraps reads as one slice; they are mapped once here and a wrapping record is joined from
 its two pieces: the kernel inserts every mapped page at mmap() time, so the second mapping
 would count the whole ring twice in the process's RSS (4 MB more at the default size) for
-the rare record that wraps. Plain loads are enough only where stores are not reordered (x86-64's TSO): on
-other architectures sigtrace keeps libbpf's consumer (sigtrace.libbpf.RingBuffer).
+the rare record that wraps. Plain loads are enough only where stores are not reordered
+(x86-64's TSO): on other architectures sigtrace keeps libbpf's consumer (sigtrace.libbpf's
+RingBuffer).
 """
 
 from __future__ import annotations
