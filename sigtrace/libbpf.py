@@ -21,9 +21,7 @@ _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, _c_void_p, _c_void_p, ctypes.c_size_
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, _c_void_p)
 
 BTF_KIND_STRUCT = 4
-BTF_KIND_VAR = 14
 BTF_KIND_DATASEC = 15
-BTF_KIND_TYPEDEF = 8
 LIBBPF_NAMES = ("libbpf.so.1", "libbpf.so")
 
 
@@ -96,7 +94,6 @@ class Libbpf:
         _sig(lib, "bpf_object__find_map_by_name", v, v, ctypes.c_char_p)
         _sig(lib, "bpf_object__next_program", v, v, v)
         _sig(lib, "bpf_program__name", ctypes.c_char_p, v)
-        _sig(lib, "bpf_program__section_name", ctypes.c_char_p, v)
         _sig(lib, "bpf_program__set_autoload", ctypes.c_int, v, ctypes.c_bool)
         _sig(lib, "bpf_program__autoload", ctypes.c_bool, v)
         _sig(lib, "bpf_program__attach", v, v)
@@ -109,7 +106,6 @@ class Libbpf:
         _sig(lib, "btf__find_by_name_kind", ctypes.c_int32, v, ctypes.c_char_p, ctypes.c_uint32)
         _sig(lib, "btf__type_by_id", ctypes.POINTER(_BtfType), v, ctypes.c_uint32)
         _sig(lib, "btf__name_by_offset", ctypes.c_char_p, v, ctypes.c_uint32)
-        _sig(lib, "btf__load_vmlinux_btf", v)
         _sig(lib, "btf__parse", v, ctypes.c_char_p, v)
         _sig(lib, "btf__resolve_size", ctypes.c_long, v, ctypes.c_uint32)
         _sig(lib, "btf__free", None, v)
@@ -138,16 +134,6 @@ class Libbpf:
         if self.verbose:
             os.write(2, (line + "\n").encode())
         return 0
-
-    def kernel_btf_has(self, name: str, kind: int = BTF_KIND_TYPEDEF) -> bool | None:
-        """Whether the running kernel's BTF has a type (None: no kernel BTF at all)."""
-        btf = self.lib.btf__load_vmlinux_btf()
-        if not btf:
-            return None
-        try:
-            return cast(int, self.lib.btf__find_by_name_kind(btf, name.encode(), kind)) > 0
-        finally:
-            self.lib.btf__free(btf)
 
     def struct_layout(self, path: str, name: str) -> tuple[int, list[tuple[str, int, int]]] | None:
         """(size, [(member, byte offset, byte size)]) of a struct in an ELF file's BTF; None
@@ -202,9 +188,6 @@ class BpfObject:
         while prog:
             yield self.lib.bpf_program__name(prog).decode(), prog
             prog = self.lib.bpf_object__next_program(self.obj, prog)
-
-    def section_of(self, prog: int) -> str:
-        return cast(bytes, self.lib.bpf_program__section_name(prog)).decode()
 
     def disable(self, prog: int) -> None:
         self.lib.bpf_program__set_autoload(prog, False)

@@ -244,7 +244,6 @@ SIZES = {
     KIND_EXIT: _EXIT.size,
     KIND_OOM: _OOM.size,
 }
-_NT = len(TASK)
 
 
 def _prefix(name: str) -> struct.Struct:
