@@ -8,9 +8,10 @@ import argparse
 import os
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
-from tracers import REPO, installed_copy
+from tracers import HERE, REPO, installed_copy
 
 
 def which_sigtrace(installed: bool, ref: str | None) -> str:
@@ -72,3 +73,10 @@ def closing_lines(what: str, took: float, load_before: float) -> list[str]:
         f"load average before {load_before:.2f}"
         + (" (other work was running: numbers are noisy)" if load_before > 0.5 else ""),
     ]
+
+
+def build_storm(dest: Path) -> Path:
+    """tests/bench/storm.c built into dest (the storm every throughput bench runs)."""
+    binary = dest / "storm"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(HERE / "storm.c")], check=True)
+    return binary

@@ -28,7 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tracers import HERE, REPO, VENV_PYTHON, busy_until, cpu_ticks
+from benchrun import build_storm
+from procstat import busy_until, cpu_ticks
+from tracers import REPO, VENV_PYTHON
 
 
 def _pin(cpu: int) -> Callable[[], None]:
@@ -109,9 +111,8 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("consumer_live: needs root (BPF)")
     tmp = Path(tempfile.mkdtemp(prefix="consumer-live-", dir="/dev/shm"))
-    storm_bin = tmp / "storm"
     try:
-        subprocess.run(["gcc", "-O2", "-o", str(storm_bin), str(HERE / "storm.c")], check=True)
+        storm_bin = build_storm(tmp)
         for _ in range(opts.reps):
             print(once(storm_bin, tmp, opts), flush=True)
     finally:

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchrun import build_storm
 from procstat import busy_until, cpu_ticks
 from tracers import HERE, REPO
 from tracers import VENV_PYTHON as PY
@@ -230,8 +231,7 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("profile_sigtrace: needs root")
     tmp = Path(tempfile.mkdtemp(prefix="sigtrace-prof-", dir="/dev/shm"))
-    storm = tmp / "storm"
-    subprocess.run(["gcc", "-O2", "-o", str(storm), str(HERE / "storm.c")], check=True)
+    storm = build_storm(tmp)
     global SIGTRACE_PATH
     if opts.ref:
         sys.path.insert(0, str(HERE))

@@ -88,10 +88,16 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mdtable
-from benchrun import closing_lines, exit_on_signals, hold_signals, run_info, which_sigtrace
+from benchrun import (
+    build_storm,
+    closing_lines,
+    exit_on_signals,
+    hold_signals,
+    run_info,
+    which_sigtrace,
+)
 from procstat import busy_until, wait4
 from tracers import (
-    HERE,
     Counts,
     Tracer,
     all_tracers,
@@ -248,10 +254,7 @@ class Bench:
     # -- the storm ----------------------------------------------------------------------
 
     def build_storm(self) -> None:
-        subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", str(self.storm_bin), str(HERE / "storm.c")],
-            check=True,
-        )
+        build_storm(self.storm_bin.parent)
 
     def spawn_storm(
         self, seconds: float, rate: float = 0, getppid: bool = False
